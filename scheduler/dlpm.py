@@ -1,0 +1,99 @@
+"""Deficit Longest Prefix Match (Cao et al., "Locality-aware Fair Scheduling in LLM Serving",
+arXiv 2501.14312, Algorithm 1), one instance per replica.
+
+Each tenant has a deficit (credit, in weighted tokens). Admission takes the waiting job with
+the longest cached prefix among tenants whose deficit is positive; the admitted job's uncached
+prompt tokens * w_p are charged at once, its generated tokens * w_q as they stream, and the
+prompt charge is corrected when the engine reports its real cached count. When no backlogged
+tenant has credit, every backlogged tenant is refilled by Q_u * weight: as many rounds at once
+as it takes for one of them to turn positive, computed in O(tenants) rather than looped.
+
+No banked credit: a tenant whose queue here is empty keeps debt but not credit (its deficit is
+capped at 0 when its queue empties and again when it returns), as in deficit round robin.
+Without the cap, a tenant refilled while others were served could leave, return, and burst.
+
+Accounts live in a ``fairness.Ledger``: this replica's own, or one shared by the cluster; a
+refill is sized by the tenants waiting here and given to every tenant backlogged in the
+ledger's scope.
+
+Bound (tested in tests/scheduler/test_dlpm.py): with one in-flight slot, a backlogged tenant's
+deficit stays in (-U, Q_u * weight] (it is admitted only with credit, one job adds at most U,
+a refill stops at the first positive), both tenants receive the same refills while backlogged,
+so their weight-normalised service differs by at most 2(U + Q_u) over any such interval.
+"""
+
+from __future__ import annotations
+
+import math
+
+from scheduler.fairness import Ledger
+from scheduler.job import JobRecord
+from scheduler.policy import LocalPolicy
+from scheduler.prefix_queue import PrefixQueue
+from scheduler.radix import RadixTree
+from scheduler.tenants import TenantBook
+
+
+class DLPM(LocalPolicy):
+    def __init__(self, tenants: TenantBook, ledger: Ledger, tree: RadixTree,
+                 quantum: float) -> None:
+        super().__init__(tenants)
+        self.ledger: Ledger = ledger
+        self.quantum = quantum
+        self._queue = PrefixQueue(tree)
+        self._deficits = ledger.deficits
+        self.refills = 0
+
+    def __len__(self) -> int:
+        return len(self._queue)
+
+    def __contains__(self, job_id: object) -> bool:
+        return job_id in self._queue
+
+    def push(self, record: JobRecord) -> None:
+        if self.ledger.enter(record.tenant):
+            self._cap(record.tenant)
+        self._queue.add(record)
+
+    def remove(self, job_id: str) -> JobRecord:
+        record = self._queue.remove(job_id)
+        if self.ledger.leave(record.tenant):
+            self._cap(record.tenant)
+        return record
+
+    def pop_next(self) -> JobRecord | None:
+        here = self._queue.tenants()
+        if not here:
+            return None
+        eligible = [t for t in here if self._deficits.get(t, 0.0) > 0]
+        while not eligible:  # one pass unless rounding leaves every deficit at exactly 0
+            self._refill(here)
+            eligible = [t for t in here if self._deficits.get(t, 0.0) > 0]
+        record = self._queue.best(eligible)
+        if record is None:  # pragma: no cover - eligible tenants are backlogged
+            return None
+        return self.remove(record.job_id)
+
+    def charge(self, tenant: str, amount: float) -> None:
+        self._deficits[tenant] = self._deficits.get(tenant, 0.0) - amount
+        if amount < 0 and not self.ledger.is_backlogged(tenant):
+            self._cap(tenant)  # a refund to an idle tenant must not become credit
+
+    def deficit(self, tenant: str) -> float:
+        return self._deficits.get(tenant, 0.0)
+
+    def _cap(self, tenant: str) -> None:
+        if self._deficits.get(tenant, 0.0) > 0:
+            self._deficits[tenant] = 0.0
+
+    def _refill(self, here: list[str]) -> None:
+        """Enough rounds for one tenant queued here to turn positive, given to every tenant
+        backlogged in the ledger's scope."""
+        rounds = min(
+            math.floor(-self._deficits.get(t, 0.0) / (self.quantum * self.tenants.weight(t))) + 1
+            for t in here)
+        rounds = max(rounds, 1)
+        for t in self.ledger.backlogged():
+            self._deficits[t] = (self._deficits.get(t, 0.0)
+                                 + rounds * self.quantum * self.tenants.weight(t))
+        self.refills += rounds

@@ -1,0 +1,36 @@
+"""One replica as the scheduler sees it: its prefix index, its local queue, its slots."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from scheduler.job import Job
+from scheduler.policy import LocalPolicy
+from scheduler.radix import RadixTree
+
+
+@dataclass(slots=True, eq=False)
+class Replica:
+    replica_id: str
+    model: str
+    tree: RadixTree
+    queue: LocalPolicy
+    inflight_limit: int
+    healthy: bool = True
+    inflight: dict[str, None] = field(default_factory=dict)  # job ids, in admission order
+    prompt_tokens: int = 0  # prompt tokens admitted here
+    predicted_hit_tokens: int = 0  # of those, cached according to the index at admission
+    reported_prompt_tokens: int = 0  # prompt tokens of jobs whose engine reported a count
+    cached_tokens: int = 0  # of those, cached according to the engine
+
+    def load(self) -> int:
+        return len(self.queue) + len(self.inflight)
+
+    def prefix_match(self, job: Job) -> int:
+        return self.tree.match(job.cache_key, job.prompt)
+
+    def cache_size(self) -> int:
+        return self.tree.tokens
+
+    def free_slots(self) -> int:
+        return max(0, self.inflight_limit - len(self.inflight))

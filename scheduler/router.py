@@ -1,0 +1,71 @@
+"""The router interface: which replica a job is queued on, decided once, at arrival.
+
+A router ranks candidates, the healthy replicas of the job's model that the job does not
+exclude, and returns one. ``Candidate`` is all it may look at (``scheduler.replica.Replica``
+implements it; tests pass plain doubles). ``charge`` tells a router the service a tenant
+consumed on a replica; only D²LPM keeps per-replica accounts.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from typing import Protocol, TypeVar
+
+from scheduler.config import SchedulerConfig
+from scheduler.job import Job
+from scheduler.tenants import TenantBook
+
+
+class Candidate(Protocol):
+    @property
+    def replica_id(self) -> str: ...
+
+    def load(self) -> int:
+        """Queued + in-flight jobs."""
+        ...
+
+    def prefix_match(self, job: Job) -> int:
+        """Tokens of ``job.prompt`` this replica's prefix index holds."""
+        ...
+
+    def cache_size(self) -> int:
+        """Tokens in this replica's prefix index."""
+        ...
+
+
+C = TypeVar("C", bound=Candidate)
+
+
+class Router(ABC):
+    def __init__(self, config: SchedulerConfig, tenants: TenantBook) -> None:
+        self.config = config
+        self.tenants = tenants
+
+    @abstractmethod
+    def route(self, job: Job, candidates: Sequence[C]) -> C:
+        """Pick one of ``candidates`` (never empty) for ``job``."""
+
+    def charge(self, tenant: str, replica_id: str, amount: float) -> None:
+        """``tenant`` consumed ``amount`` weighted tokens on ``replica_id`` (negative: refund)."""
+        return None
+
+    def forget(self, replica_id: str) -> None:
+        """The replica was removed."""
+        return None
+
+    def deficits(self, tenant: str) -> dict[str, float]:
+        """Per-replica credit of ``tenant`` (D²LPM); empty for routers without accounts."""
+        return {}
+
+
+def least_loaded(candidates: Sequence[C]) -> C:
+    """Fewest queued + in-flight jobs; ties go to the earliest candidate."""
+    return min(candidates, key=lambda c: c.load())
+
+
+def imbalanced(candidates: Sequence[Candidate], abs_threshold: int, rel_threshold: float) -> bool:
+    """SGLang's cache-aware guard: loads too uneven for locality to be worth following."""
+    loads = [c.load() for c in candidates]
+    low, high = min(loads), max(loads)
+    return high - low > abs_threshold and high > low * rel_threshold
