@@ -1,0 +1,103 @@
+"""Operator endpoints, behind the admin key: the replicas and their state, and reload.
+
+    GET  /admin/replicas   every model's replicas: health, engine state, URL, restarts
+    POST /admin/reload     re-read the configuration; apply replica counts (like SIGHUP)
+
+The admin key is ``admin_key`` from the configuration; when that is unset, a random key is
+generated once into ``<data_dir>/admin-key`` (mode 0600), which ``fairgate replicas`` reads on
+the same machine. It is presented as a Bearer token and compared in constant time.
+"""
+
+from __future__ import annotations
+
+import hmac
+import os
+import secrets
+from pathlib import Path
+from typing import Any
+
+from fastapi import APIRouter, Request
+
+from gateway.auth import bearer_token
+from gateway.config import Config, ConfigError
+from gateway.errors import Forbidden, InvalidRequest, Unauthorized
+from gateway.runtime import Runtime
+
+router = APIRouter(prefix="/admin")
+ADMIN_KEY_FILE = "admin-key"
+ADMIN_KEY_PREFIX = "sk-fg-admin-"
+
+
+def admin_key(config: Config) -> str:
+    """The configured admin key, else the generated one (created on first use)."""
+    if config.admin_key:
+        return config.admin_key
+    path = Path(config.data_dir) / ADMIN_KEY_FILE
+    try:
+        return path.read_text().strip()
+    except FileNotFoundError:
+        pass
+    path.parent.mkdir(parents=True, exist_ok=True)
+    key = ADMIN_KEY_PREFIX + secrets.token_urlsafe(32)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:  # created concurrently (the gateway and the CLI)
+        return path.read_text().strip()
+    with os.fdopen(fd, "w") as out:
+        out.write(key + "\n")
+    return key
+
+
+def require_admin(request: Request) -> Runtime:
+    runtime: Runtime = request.app.state.runtime
+    token = bearer_token(request.headers.get("authorization"))
+    if not token:
+        raise Unauthorized(
+            "This endpoint needs the admin key. Send it as 'Authorization: Bearer <key>'."
+        )
+    expected = admin_key(runtime.config)
+    if not hmac.compare_digest(token.encode(), expected.encode()):
+        if runtime.keyring.lookup(token) is not None:
+            raise Forbidden("A tenant API key cannot use the admin endpoints.")
+        raise Unauthorized("Incorrect admin key provided.")
+    return runtime
+
+
+@router.get("/replicas")
+async def list_replicas(request: Request) -> dict[str, Any]:
+    runtime = require_admin(request)
+    return describe(runtime)
+
+
+@router.post("/reload")
+async def reload(request: Request) -> dict[str, Any]:
+    runtime = require_admin(request)
+    try:
+        return await runtime.reload()
+    except ConfigError as error:
+        raise InvalidRequest(f"the new configuration is invalid: {error}") from None
+
+
+def describe(runtime: Runtime) -> dict[str, Any]:
+    models: dict[str, Any] = {}
+    for name, model in runtime.models.items():
+        replicas = []
+        for rid, replica in list(model.replicas.items()):
+            health = model.health.get(rid)
+            entry: dict[str, Any] = {
+                "replica": rid,
+                "health": "draining" if rid in runtime.draining else (health and health.value),
+                "url": replica.url,
+            }
+            info = getattr(replica, "info", None)
+            if callable(info):
+                entry.update(info())
+            replicas.append(entry)
+        models[name] = {
+            "provider": model.config.provider,
+            "replicas_configured": model.config.replicas,
+            "ready": model.ready(),
+            "replicas": replicas,
+        }
+    pending = sorted(runtime.fleet.pending) if runtime.fleet is not None else []
+    return {"ready": runtime.ready(), "pending_models": pending, "models": models}

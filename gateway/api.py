@@ -1,0 +1,282 @@
+"""The OpenAI-compatible endpoints: chat completions, completions, models."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse, Response, StreamingResponse
+from pydantic import ValidationError
+
+from gateway.auth import bearer_token
+from gateway.errors import (
+    APIError,
+    ContextTooLong,
+    InvalidRequest,
+    ModelNotFound,
+    PayloadTooLarge,
+    Unauthorized,
+)
+from gateway.generation import Generation, Visible, first_or_end
+from gateway.render import Renderer, sse
+from gateway.runtime import ModelRuntime, Runtime
+from gateway.schemas import ChatBody, CompletionBody
+from metering.usage import Usage
+from replicas.stream import Endpoint
+
+router = APIRouter()
+MAX_BODY_BYTES = 16 * 1024 * 1024
+
+
+@router.post("/v1/chat/completions")
+async def chat_completions(request: Request) -> Response:
+    return await _generate(request, "chat")
+
+
+@router.post("/v1/completions")
+async def completions(request: Request) -> Response:
+    return await _generate(request, "completions")
+
+
+@router.get("/v1/models")
+async def list_models(request: Request) -> dict[str, Any]:
+    runtime: Runtime = request.app.state.runtime
+    authenticate(runtime, request)
+    created = int(runtime.started_at)
+    return {
+        "object": "list",
+        "data": [
+            {
+                "id": name,
+                "object": "model",
+                "created": created,
+                "owned_by": "fairgate",
+                "max_model_len": model.max_model_len,
+            }
+            for name, model in runtime.models.items()
+        ],
+    }
+
+
+def authenticate(runtime: Runtime, request: Request) -> str:
+    token = bearer_token(request.headers.get("authorization"))
+    tenant = runtime.keyring.lookup(token) if token else None
+    if tenant is None:
+        runtime.metrics.auth_failures.inc()
+        message = (
+            "Incorrect API key provided."
+            if token
+            else "You didn't provide an API key. Send it as 'Authorization: Bearer <key>'."
+        )
+        raise Unauthorized(message)
+    return tenant
+
+
+async def _generate(request: Request, endpoint: Endpoint) -> Response:
+    runtime: Runtime = request.app.state.runtime
+    request_id: str = request.state.request_id
+    started, started_at = time.monotonic(), time.time()
+    tenant = authenticate(runtime, request)
+    model_name = ""
+    try:
+        data = await _json_body(request)
+        model_name = data.get("model") if isinstance(data.get("model"), str) else ""
+        body = _validate(endpoint, data)
+        model = runtime.models.get(body["model"])
+        if model is None:
+            raise ModelNotFound(f"The model '{body['model']}' does not exist.", param="model")
+        prompt_ids = _prompt_ids(model, endpoint, body)
+        _check_context(model, prompt_ids, body)
+    except APIError as error:
+        await runtime.recorder.record(
+            request_id=request_id,
+            tenant=tenant,
+            model=model_name or "-",
+            replica=None,
+            status=error.ledger_status,
+            status_code=error.status,
+            started_at=started_at,
+            usage=Usage(),
+            duration=time.monotonic() - started,
+        )
+        raise
+    generation = Generation(
+        runtime,
+        model,
+        request_id=request_id,
+        tenant=tenant,
+        endpoint=endpoint,
+        body=body,
+        prompt_ids=prompt_ids,
+        started=started,
+        started_at=started_at,
+    )
+    renderer = Renderer(
+        endpoint,
+        response_id=_response_id(endpoint, request_id),
+        model=model.name,
+        created=int(started_at),
+        body=body,
+    )
+    headers = {"x-request-id": request_id}
+    if body.get("stream"):
+        return await _stream(request, generation, renderer, headers)
+    return await _complete(request, generation, renderer, headers)
+
+
+async def _json_body(request: Request) -> dict[str, Any]:
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > MAX_BODY_BYTES:
+        raise PayloadTooLarge(f"request body exceeds {MAX_BODY_BYTES} bytes")
+    raw = await request.body()
+    if len(raw) > MAX_BODY_BYTES:
+        raise PayloadTooLarge(f"request body exceeds {MAX_BODY_BYTES} bytes")
+    try:
+        data = json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise InvalidRequest(f"We could not parse the JSON body of your request: {error}") from None
+    if not isinstance(data, dict):
+        raise InvalidRequest("The request body must be a JSON object.")
+    return data
+
+
+def _validate(endpoint: Endpoint, data: dict[str, Any]) -> dict[str, Any]:
+    schema = ChatBody if endpoint == "chat" else CompletionBody
+    try:
+        parsed = schema.model_validate(data)
+    except ValidationError as error:
+        first = error.errors()[0]
+        param = ".".join(str(p) for p in first["loc"]) or None
+        message = f"Invalid value for '{param}': {first['msg']}" if param else first["msg"]
+        if first["type"] == "missing":
+            message = f"Missing required parameter: '{param}'."
+        raise InvalidRequest(message, param=param) from None
+    return parsed.model_dump(exclude_none=True, mode="json")
+
+
+def _prompt_ids(model: ModelRuntime, endpoint: Endpoint, body: dict[str, Any]) -> tuple[int, ...]:
+    if endpoint == "chat":
+        return tuple(model.tokenizer.encode_chat(body["messages"]))
+    prompt = CompletionBody.model_validate(body).single_prompt()
+    if isinstance(prompt, list):
+        return tuple(int(t) for t in prompt)
+    return tuple(model.tokenizer.encode(prompt))
+
+
+def _check_context(model: ModelRuntime, prompt_ids: tuple[int, ...], body: dict[str, Any]) -> None:
+    if model.max_model_len is None:
+        return
+    wanted = body.get("max_completion_tokens") or body.get("max_tokens") or 1
+    if len(prompt_ids) + wanted > model.max_model_len:
+        raise ContextTooLong(
+            f"This model's maximum context length is {model.max_model_len} tokens. However, "
+            f"you requested {len(prompt_ids) + wanted} tokens ({len(prompt_ids)} in the "
+            f"messages, {wanted} in the completion). Please reduce the length of the "
+            "messages or completion.",
+            param="messages" if "messages" in body else "prompt",
+        )
+
+
+def _response_id(endpoint: Endpoint, request_id: str) -> str:
+    suffix = request_id.removeprefix("req_")
+    return f"chatcmpl-{suffix}" if endpoint == "chat" else f"cmpl-{suffix}"
+
+
+async def _until_disconnect(request: Request) -> None:
+    while True:
+        message = await request.receive()
+        if message["type"] == "http.disconnect":
+            return
+
+
+async def _or_disconnect(request: Request, work: Any) -> Any:
+    """Await ``work`` unless the client goes away first, in which case cancel it."""
+    task = asyncio.ensure_future(work)
+    watcher = asyncio.ensure_future(_until_disconnect(request))
+    try:
+        await asyncio.wait({task, watcher}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        watcher.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await watcher
+    if not task.done():
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, APIError):
+            await task
+        raise asyncio.CancelledError("client disconnected")
+    return task.result()
+
+
+async def _complete(
+    request: Request, generation: Generation, renderer: Renderer, headers: dict[str, str]
+) -> Response:
+    async def collect() -> list[Visible]:
+        return [piece async for piece in generation.run()]
+
+    pieces = await _or_disconnect(request, collect())
+    outcome = generation.outcome
+    if outcome is None:  # pragma: no cover - run() always ends with an outcome
+        raise InvalidRequest("the request ended without an outcome")
+    if outcome.replica:
+        headers["x-fairgate-replica"] = outcome.replica
+    return JSONResponse(renderer.response(pieces, outcome), headers=headers)
+
+
+async def _stream(
+    request: Request, generation: Generation, renderer: Renderer, headers: dict[str, str]
+) -> Response:
+    stream = generation.run()
+    first, has_first = await _or_disconnect(request, first_or_end(stream))
+    if generation.replica:
+        headers["x-fairgate-replica"] = generation.replica
+    body = _sse_body(generation, renderer, stream, first if has_first else None)
+    return StreamingResponse(
+        body, media_type="text/event-stream", headers={**headers, "cache-control": "no-cache"}
+    )
+
+
+async def _sse_body(
+    generation: Generation,
+    renderer: Renderer,
+    stream: AsyncIterator[Visible],
+    first: Visible | None,
+) -> AsyncIterator[bytes]:
+    pending: dict[str, Any] | None = None
+    try:
+        if first is not None:
+            pending = renderer.chunk(
+                first, first=True, prompt_ids=generation.engine_prompt or generation.prompt_ids
+            )
+            async for visible in stream:
+                yield sse(pending)
+                pending = renderer.chunk(visible, first=False)
+    except APIError as error:
+        if pending is not None:
+            yield sse(pending)
+        yield sse(error.body())
+        return
+    finally:
+        with contextlib.suppress(Exception):
+            await stream.aclose()
+    outcome = generation.outcome
+    if outcome is None:  # pragma: no cover
+        return
+    if pending is None:
+        pending = renderer.chunk(
+            Visible(finish_reason=outcome.finish_reason or "stop"),
+            first=True,
+            prompt_ids=outcome.prompt_token_ids,
+        )
+    if renderer.want_usage:
+        yield sse(pending)
+        yield sse(renderer.usage_chunk(outcome))
+    else:
+        if outcome.receipt is not None:
+            pending["receipt"] = outcome.receipt
+        yield sse(pending)
+    yield sse("[DONE]")

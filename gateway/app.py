@@ -1,0 +1,86 @@
+"""The FastAPI application: routes, request ids, and OpenAI-shaped errors for everything."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from gateway import admin, api, ops
+from gateway.config import Config
+from gateway.errors import APIError, error_body
+from gateway.runtime import Runtime
+
+log = logging.getLogger("fairgate.app")
+
+
+def create_app(config: Config, runtime: Runtime | None = None) -> FastAPI:
+    runtime = runtime or Runtime(config)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await runtime.start()
+        try:
+            yield
+        finally:
+            await runtime.stop()
+
+    app = FastAPI(
+        title="fairgate", version="0.1.0", lifespan=lifespan, docs_url=None, redoc_url=None
+    )
+    app.state.runtime = runtime
+    app.include_router(api.router)
+    app.include_router(ops.router)
+    app.include_router(admin.router)
+    app.middleware("http")(_request_id)
+    app.add_exception_handler(APIError, _api_error)  # type: ignore[arg-type]
+    app.add_exception_handler(RequestValidationError, _validation_error)  # type: ignore[arg-type]
+    app.add_exception_handler(StarletteHTTPException, _http_error)  # type: ignore[arg-type]
+    app.add_exception_handler(Exception, _unexpected)
+    return app
+
+
+async def _request_id(
+    request: Request, call_next: Callable[[Request], Awaitable[Response]]
+) -> Response:
+    request_id = f"req_{uuid.uuid4().hex}"
+    request.state.request_id = request_id
+    response = await call_next(request)
+    response.headers["x-request-id"] = request_id
+    return response
+
+
+async def _api_error(request: Request, error: APIError) -> JSONResponse:
+    return error.response()
+
+
+async def _validation_error(request: Request, error: RequestValidationError) -> JSONResponse:
+    first = error.errors()[0] if error.errors() else {"loc": (), "msg": "invalid request"}
+    param = ".".join(str(p) for p in first["loc"][1:]) or None
+    return JSONResponse(error_body(str(first["msg"]), "invalid_request_error", param), 400)
+
+
+async def _http_error(request: Request, error: StarletteHTTPException) -> JSONResponse:
+    kind = "invalid_request_error" if error.status_code < 500 else "api_error"
+    message = error.detail if isinstance(error.detail, str) else "request failed"
+    if error.status_code == 404:
+        message = f"Unknown request URL: {request.method} {request.url.path}."
+    return JSONResponse(
+        error_body(message, kind), error.status_code, headers=getattr(error, "headers", None)
+    )
+
+
+async def _unexpected(request: Request, error: Exception) -> JSONResponse:
+    request_id = getattr(request.state, "request_id", "-")
+    log.exception("request %s failed unexpectedly", request_id)
+    return JSONResponse(
+        error_body(f"The server had an error processing request {request_id}.", "server_error"),
+        500,
+        headers={"x-request-id": request_id},
+    )

@@ -1,0 +1,187 @@
+"""The YAML configuration, validated at the edge with errors that name the bad key."""
+
+from __future__ import annotations
+
+import os
+from decimal import Decimal
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+CONFIG_ENV = "FAIRGATE_CONFIG"
+
+
+class ConfigError(Exception):
+    """A configuration that cannot be used; the message names the offending key."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Listen(_Strict):
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=0, le=65535)
+
+
+class TenantConfig(_Strict):
+    name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.\-]+$")
+    weight: float = Field(default=1.0, gt=0)
+    api_keys: list[str] = Field(default_factory=list)
+
+
+class Prices(_Strict):
+    """Prices per million tokens. Cached prompt tokens default to the prompt price and
+    reasoning tokens to the completion price."""
+
+    prompt: Decimal = Field(ge=0)
+    completion: Decimal = Field(ge=0)
+    cached_prompt: Decimal | None = Field(default=None, ge=0)
+    reasoning: Decimal | None = Field(default=None, ge=0)
+    currency: str = Field(default="USD", min_length=1)
+
+
+class SimConfig(_Strict):
+    """The simulated engine: deterministic text, no model."""
+
+    reasoning_tokens: int = Field(default=8, ge=0)
+    content_tokens: int = Field(default=12, ge=0)
+    seconds_per_token: float = Field(default=0.0, ge=0)
+    seconds_per_prompt_token: float = Field(default=0.0, ge=0)
+    cache_tokens: int = Field(default=100_000, ge=0)
+
+
+class Resources(_Strict):
+    num_cpus: float = Field(default=1, ge=0)
+    num_gpus: float = Field(default=0, ge=0)
+
+
+class ModelConfig(_Strict):
+    name: str = Field(min_length=1)
+    provider: Literal["vllm", "openai", "sim"] = "vllm"
+    endpoints: list[str] = Field(default_factory=list)
+    upstream_model: str | None = None
+    api_key: str | None = None
+    model: str | None = None
+    tokenizer: str | None = None
+    reasoning: Literal["hidden", "visible"] = "hidden"
+    reasoning_parser: str | None = None
+    reasoning_start: str = "<think>"
+    reasoning_end: str = "</think>"
+    max_model_len: int | None = Field(default=None, gt=0)
+    replicas: int = Field(default=1, ge=0)
+    engine_args: dict[str, Any] = Field(default_factory=dict)
+    resources: Resources = Field(default_factory=Resources)
+    prices: Prices | None = None
+    sim: SimConfig = Field(default_factory=SimConfig)
+
+    @model_validator(mode="after")
+    def _endpoints_for_openai(self) -> ModelConfig:
+        if self.provider == "openai" and not self.endpoints:
+            raise ValueError("provider 'openai' needs at least one entry in 'endpoints'")
+        return self
+
+    @field_validator("endpoints")
+    @classmethod
+    def _http_urls(cls, urls: list[str]) -> list[str]:
+        for url in urls:
+            if not url.startswith(("http://", "https://")):
+                raise ValueError(f"endpoint {url!r} must start with http:// or https://")
+        return [url.rstrip("/") for url in urls]
+
+
+class SchedulerSection(_Strict):
+    policy: Literal["fcfs", "vtc", "lpm", "dlpm"] = "dlpm"
+    router: Literal["round_robin", "least_load", "lpm", "d2lpm"] = "d2lpm"
+    quantum: float | None = Field(default=None, gt=0)
+    replica_quantum: float | None = Field(default=None, gt=0)
+    prompt_weight: float = Field(default=1.0, ge=0)
+    completion_weight: float = Field(default=2.0, ge=0)
+    max_inflight_per_replica: int = Field(default=4, ge=1)
+    max_queued_per_tenant: int = Field(default=256, ge=1)
+
+
+class LedgerSection(_Strict):
+    url: str | None = None
+    block_size: int = Field(default=16, ge=1)
+    signing_key: Path | None = None  # PEM file, e.g. a mounted Kubernetes Secret
+
+
+class RaySection(_Strict):
+    address: str | None = None
+    # On a cluster: leave the replica actors running when the gateway exits, for the next
+    # gateway to adopt by name (rolling upgrades, several gateways sharing the replicas).
+    keep_replicas: bool = False
+
+
+class Config(_Strict):
+    listen: Listen = Field(default_factory=Listen)
+    data_dir: Path = Path("./.fairgate")
+    admin_key: str | None = None
+    tenants: list[TenantConfig] = Field(default_factory=list)
+    models: list[ModelConfig] = Field(default_factory=list)
+    scheduler: SchedulerSection = Field(default_factory=SchedulerSection)
+    ledger: LedgerSection = Field(default_factory=LedgerSection)
+    ray: RaySection = Field(default_factory=RaySection)
+
+    @model_validator(mode="after")
+    def _unique_names(self) -> Config:
+        for kind, names in (
+            ("tenants", [t.name for t in self.tenants]),
+            ("models", [m.name for m in self.models]),
+        ):
+            dupes = sorted({n for n in names if names.count(n) > 1})
+            if dupes:
+                raise ValueError(f"duplicate {kind} name(s): {', '.join(dupes)}")
+        return self
+
+    @property
+    def ledger_url(self) -> str | None:
+        return self.ledger.url
+
+    def model(self, name: str) -> ModelConfig | None:
+        return next((m for m in self.models if m.name == name), None)
+
+
+def _describe(error: ValidationError, source: str) -> str:
+    lines = []
+    for item in error.errors():
+        key = ".".join(str(part) for part in item["loc"]) or "(top level)"
+        message = item["msg"]
+        if item["type"] == "extra_forbidden":
+            message = "unknown key"
+        lines.append(f"{source}: {key}: {message}")
+    return "\n".join(lines)
+
+
+def parse_config(data: Any, source: str = "config") -> Config:
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: the top level must be a mapping of keys")
+    try:
+        return Config.model_validate(data)
+    except ValidationError as error:
+        raise ConfigError(_describe(error, source)) from None
+
+
+def load_config(path: str | Path | None = None) -> Config:
+    """Load from ``path``, else ``$FAIRGATE_CONFIG``, else the embedded default."""
+    chosen = path or os.environ.get(CONFIG_ENV)
+    if not chosen:
+        return parse_config({}, "default config")
+    file = Path(chosen)
+    try:
+        text = file.read_text(encoding="utf-8")
+    except OSError as error:
+        raise ConfigError(f"{file}: cannot read: {error.strerror}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        raise ConfigError(f"{file}: not valid YAML: {error}") from None
+    config = parse_config(data, str(file))
+    if not config.data_dir.is_absolute():
+        config = config.model_copy(update={"data_dir": (file.parent / config.data_dir).resolve()})
+    return config

@@ -1,0 +1,115 @@
+"""Errors the gateway answers with, always as OpenAI-shaped JSON.
+
+    APIError                     {"error": {"message", "type", "param", "code"}}
+    ├── InvalidRequest           400 invalid_request_error
+    │   └── ContextTooLong       400 invalid_request_error / context_length_exceeded
+    ├── Unauthorized             401 authentication_error / invalid_api_key
+    ├── Forbidden                403 permission_error
+    ├── ModelNotFound            404 invalid_request_error / model_not_found
+    ├── PayloadTooLarge          413 invalid_request_error
+    ├── RateLimited              429 rate_limit_error (with Retry-After)
+    ├── UpstreamError            502 api_error (the engine failed mid-request)
+    └── Unavailable              503 api_error (no healthy replica)
+
+This module is the only place that produces the error JSON.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi.responses import JSONResponse
+
+
+class APIError(Exception):
+    status = 500
+    type = "api_error"
+    code: str | None = None
+    ledger_status = "error"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        param: str | None = None,
+        code: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.param = param
+        if code is not None:
+            self.code = code
+        self.headers = headers or {}
+
+    def body(self) -> dict[str, Any]:
+        return error_body(self.message, self.type, self.param, self.code)
+
+    def response(self, headers: dict[str, str] | None = None) -> JSONResponse:
+        return JSONResponse(
+            self.body(), status_code=self.status, headers={**self.headers, **(headers or {})}
+        )
+
+
+class InvalidRequest(APIError):
+    status = 400
+    type = "invalid_request_error"
+    ledger_status = "invalid_request"
+
+
+class ContextTooLong(InvalidRequest):
+    code = "context_length_exceeded"
+
+
+class Unauthorized(APIError):
+    status = 401
+    type = "authentication_error"
+    code = "invalid_api_key"
+    ledger_status = "unauthorized"
+
+
+class Forbidden(APIError):
+    status = 403
+    type = "permission_error"
+    ledger_status = "forbidden"
+
+
+class ModelNotFound(APIError):
+    status = 404
+    type = "invalid_request_error"
+    code = "model_not_found"
+    ledger_status = "model_not_found"
+
+
+class PayloadTooLarge(APIError):
+    status = 413
+    type = "invalid_request_error"
+    code = "request_too_large"
+    ledger_status = "invalid_request"
+
+
+class RateLimited(APIError):
+    status = 429
+    type = "rate_limit_error"
+    code = "rate_limit_exceeded"
+    ledger_status = "rate_limited"
+
+
+class UpstreamError(APIError):
+    status = 502
+    type = "api_error"
+    code = "upstream_error"
+    ledger_status = "upstream_error"
+
+
+class Unavailable(APIError):
+    status = 503
+    type = "api_error"
+    code = "no_healthy_replica"
+    ledger_status = "unavailable"
+
+
+def error_body(
+    message: str, type_: str, param: str | None = None, code: str | None = None
+) -> dict[str, Any]:
+    return {"error": {"message": message, "type": type_, "param": param, "code": code}}

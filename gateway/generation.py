@@ -1,0 +1,281 @@
+"""One generation, from admission to its ledger record.
+
+    queued ──acquire──▶ running ──engine events──▶ finished
+       │                   │  └─replica unavailable, nothing generated──▶ queued (elsewhere)
+       └──────────── cancelled / failed ──────────────▶ finished
+
+``Generation.run()`` yields what the client may see of each engine step, already split into
+visible and hidden parts by the model's reasoning policy. Whatever happens (success, engine
+failure, the client going away) it ends by recording exactly one ledger record, shielded
+from cancellation, before the caller sends its last byte.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import TYPE_CHECKING, Any
+
+import anyio
+
+from gateway.errors import APIError, InvalidRequest, Unavailable, UpstreamError
+from metering.meter import EngineCounts, RequestMeter
+from metering.reasoning import Piece
+from replicas.base import Replica
+from replicas.errors import ReplicaFailed, ReplicaRejected, ReplicaUnavailable
+from replicas.stream import Endpoint, EngineDelta, EnginePrompt, EngineRequest, EngineUsage, Part
+
+if TYPE_CHECKING:
+    from gateway.runtime import ModelRuntime, Runtime
+    from metering.usage import Usage
+
+log = logging.getLogger("fairgate.generation")
+
+
+class Status(Enum):
+    OK = "ok"
+    CLIENT_DISCONNECTED = "client_disconnected"
+    REPLICA_DIED = "replica_died"
+
+
+@dataclass(slots=True)
+class Visible:
+    """What the client may see of one engine step."""
+
+    text: str = ""
+    reasoning: str = ""
+    token_ids: list[int] = field(default_factory=list)
+    logprobs: list[dict[str, Any]] = field(default_factory=list)
+    finish_reason: str | None = None
+
+
+@dataclass(slots=True)
+class Outcome:
+    status: str
+    status_code: int
+    usage: Usage
+    receipt: dict[str, Any] | None
+    replica: str | None
+    finish_reason: str | None
+    prompt_token_ids: tuple[int, ...]
+
+
+class ReplicaDied(UpstreamError):
+    ledger_status = Status.REPLICA_DIED.value
+
+
+class Generation:
+    def __init__(
+        self,
+        runtime: Runtime,
+        model: ModelRuntime,
+        *,
+        request_id: str,
+        tenant: str,
+        endpoint: Endpoint,
+        body: dict[str, Any],
+        prompt_ids: tuple[int, ...],
+        started: float,
+        started_at: float,
+    ) -> None:
+        self.runtime = runtime
+        self.model = model
+        self.request_id = request_id
+        self.tenant = tenant
+        self.endpoint = endpoint
+        self.body = body
+        self.prompt_ids = prompt_ids
+        self.started = started
+        self.started_at = started_at
+        self.meter = RequestMeter(
+            model.markers, runtime.recorder.committer(), model.tokenizer.encode
+        )
+        self.meter.prompt(prompt_ids)
+        self.engine_usage: EngineUsage | None = None
+        self.replica: str | None = None
+        self.finish_reason: str | None = None
+        self.outcome: Outcome | None = None
+        self._first_token_at: float | None = None
+        self._last_token_at: float | None = None
+        self._admitted_at: float | None = None
+
+    @property
+    def engine_prompt(self) -> tuple[int, ...]:
+        return self.meter.prompt_ids
+
+    async def run(self) -> AsyncIterator[Visible]:
+        status, code = Status.CLIENT_DISCONNECTED.value, 499
+        try:
+            async for visible in self._attempts():
+                yield visible
+            status, code = Status.OK.value, 200
+        except APIError as failure:
+            status, code = failure.ledger_status, failure.status
+            raise
+        finally:
+            with anyio.CancelScope(shield=True):
+                await self._finish(status, code)
+
+    async def _attempts(self) -> AsyncIterator[Visible]:
+        tried: set[str] = set()
+        while True:
+            replica_id = await self.runtime.dispatcher.acquire(
+                self.request_id,
+                self.tenant,
+                self.model.name,
+                self.prompt_ids,
+                self._max_tokens(),
+                frozenset(tried),
+            )
+            self.replica = replica_id
+            self._admitted_at = self._admitted_at or time.monotonic()
+            try:
+                async for visible in self._stream(self.model.replicas[replica_id]):
+                    yield visible
+                return
+            except ReplicaUnavailable as failure:
+                self.runtime.dispatcher.release(self.request_id)
+                tried.add(replica_id)
+                await self.runtime.replica_failed(self.model.name, replica_id, str(failure))
+                if self.meter.steps or len(tried) >= len(self.model.replicas):
+                    raise Unavailable(
+                        f"no replica of model '{self.model.name}' could serve the request"
+                    ) from None
+                self.runtime.metrics.retries.labels(self.model.name).inc()
+                log.warning(
+                    "request %s: replica %s unavailable, retrying elsewhere",
+                    self.request_id,
+                    replica_id,
+                )
+
+    async def _stream(self, replica: Replica) -> AsyncIterator[Visible]:
+        request = EngineRequest(
+            self.request_id, self.endpoint, self._upstream_body(), self.prompt_ids
+        )
+        events = replica.stream(request)
+        try:
+            async for event in events:
+                if isinstance(event, EngineDelta):
+                    shown = self._on_delta(event)
+                    if shown is not None:
+                        yield shown
+                elif isinstance(event, EnginePrompt):
+                    self.meter.prompt(event.token_ids)
+                elif isinstance(event, EngineUsage):
+                    self.engine_usage = event
+            tail = self._shown(self.meter.flush(), None)
+            if tail is not None and not self._raw_text_visible():
+                yield tail
+        except ReplicaRejected as rejected:
+            raise InvalidRequest(
+                rejected.message, param=rejected.param, code=rejected.code
+            ) from None
+        except ReplicaFailed as failure:
+            raise ReplicaDied(
+                f"the replica serving this request failed: {failure.message}"
+            ) from None
+        finally:
+            with anyio.CancelScope(shield=True):
+                await events.aclose()
+
+    def _on_delta(self, delta: EngineDelta) -> Visible | None:
+        ids = list(delta.token_ids)
+        piece = self.meter.step(
+            delta.text, ids, delta.logprobs, engine_reasoning=delta.part is Part.REASONING
+        )
+        generated = len(ids) or (1 if delta.text else 0)
+        if generated:
+            self._on_tokens(generated, time.monotonic())
+        if delta.finish_reason:
+            self.finish_reason = delta.finish_reason
+        if self._raw_text_visible():
+            # Visible reasoning on legacy completions: the client sees the model's raw text.
+            return Visible(delta.text, "", ids, list(delta.logprobs), delta.finish_reason)
+        return self._shown(piece, delta.finish_reason)
+
+    def _raw_text_visible(self) -> bool:
+        return self.endpoint == "completions" and self.model.config.reasoning == "visible"
+
+    def _on_tokens(self, generated: int, now: float) -> None:
+        metrics, labels = self.runtime.metrics, (self.tenant, self.model.name)
+        if self._first_token_at is None:
+            self._first_token_at = now
+            metrics.ttft.labels(*labels).observe(now - self.started)
+            self.runtime.dispatcher.first_token(self.request_id)
+        elif self._last_token_at is not None:
+            metrics.itl.labels(*labels).observe((now - self._last_token_at) / generated)
+        self._last_token_at = now
+        self.runtime.dispatcher.tokens(self.request_id, generated)
+
+    def _shown(self, piece: Piece, finish: str | None) -> Visible | None:
+        shown = Visible(piece.visible_text, "", piece.visible_ids, piece.visible_logprobs, finish)
+        if self.model.config.reasoning == "visible":
+            shown.reasoning = piece.hidden_text
+            shown.token_ids = piece.hidden_ids + piece.visible_ids
+        if shown.text or shown.reasoning or shown.token_ids or shown.finish_reason:
+            return shown
+        return None
+
+    def _upstream_body(self) -> dict[str, Any]:
+        body = {k: v for k, v in self.body.items() if k not in ("stream_options", "user")}
+        body["model"] = self.model.upstream_model
+        return body
+
+    def _max_tokens(self) -> int:
+        value = self.body.get("max_completion_tokens") or self.body.get("max_tokens")
+        return int(value) if value else self.model.default_max_tokens
+
+    async def _finish(self, status: str, code: int) -> None:
+        if self.outcome is not None:
+            return
+        engine = self.engine_usage
+        counts = (
+            None
+            if engine is None
+            else EngineCounts(
+                engine.prompt_tokens,
+                engine.completion_tokens,
+                engine.cached_tokens,
+                engine.reasoning_tokens,
+            )
+        )
+        usage, disagreements = self.meter.usage(counts, len(self.prompt_ids))
+        for item in disagreements:
+            self.runtime.disagreement(
+                self.request_id, self.model.name, item.field, ours=item.ours, engine=item.engine
+            )
+        self.runtime.dispatcher.finish(self.request_id, engine.cached_tokens if engine else None)
+        now = time.monotonic()
+        receipt = await self.runtime.recorder.record(
+            request_id=self.request_id,
+            tenant=self.tenant,
+            model=self.model.name,
+            replica=self.replica,
+            status=status,
+            status_code=code,
+            started_at=self.started_at,
+            usage=usage,
+            committer=self.meter.committer,
+            duration=now - self.started,
+            queue_wait=(self._admitted_at - self.started) if self._admitted_at else None,
+        )
+        self.outcome = Outcome(
+            status,
+            code,
+            usage,
+            receipt,
+            self.replica,
+            self.finish_reason,
+            self.meter.prompt_ids or self.prompt_ids,
+        )
+
+
+async def first_or_end(iterator: AsyncIterator[Visible]) -> tuple[Visible | None, bool]:
+    """The first item, and whether there was one; errors surface before any byte is sent."""
+    try:
+        return await iterator.__anext__(), True
+    except StopAsyncIteration:
+        return None, False

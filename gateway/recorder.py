@@ -1,0 +1,150 @@
+"""Ends every request the same way: one signed ledger record, and the metrics that go with it."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+from gateway.config import Config
+from metering.commitment import Commitment, HiddenCommitter
+from metering.ledger import Ledger, LedgerEntry, open_ledger
+from metering.metrics import GatewayMetrics
+from metering.pricing import ModelPrices, PriceTable
+from metering.signing import Keyring
+from metering.usage import Usage
+
+log = logging.getLogger("fairgate.requests")
+
+
+class Recorder:
+    def __init__(
+        self,
+        ledger: Ledger,
+        metrics: GatewayMetrics,
+        prices: PriceTable,
+        block_size: int,
+        keyring: Keyring,
+    ) -> None:
+        self.ledger = ledger
+        self.metrics = metrics
+        self.prices = prices
+        self.block_size = block_size
+        self.keyring = keyring
+
+    @classmethod
+    def open(cls, config: Config, metrics: GatewayMetrics) -> Recorder:
+        keyring = Keyring.load(config.data_dir, pem_path=config.ledger.signing_key)
+        ledger = open_ledger(config.ledger.url, config.data_dir, keyring.active)
+        prices = PriceTable(
+            {
+                m.name: ModelPrices.from_config(m.name, m.prices.model_dump(exclude_none=True))
+                for m in config.models
+                if m.prices is not None
+            }
+        )
+        return cls(ledger, metrics, prices, config.ledger.block_size, keyring)
+
+    def jwks(self) -> dict[str, Any]:
+        return self.keyring.jwks()
+
+    def committer(self) -> HiddenCommitter:
+        return HiddenCommitter(self.block_size)
+
+    async def record(
+        self,
+        *,
+        request_id: str,
+        tenant: str,
+        model: str,
+        replica: str | None,
+        status: str,
+        status_code: int,
+        started_at: float,
+        usage: Usage,
+        committer: HiddenCommitter | None = None,
+        duration: float | None = None,
+        queue_wait: float | None = None,
+    ) -> dict[str, Any]:
+        """Append the record (durably, off the event loop) and return the client's receipt."""
+        commitment = committer.commit() if committer else Commitment.empty()
+        cost = self.prices.cost(model, usage)
+        finished = time.time()
+        elapsed = finished - started_at
+        entry = LedgerEntry(
+            request_id=request_id,
+            tenant=tenant,
+            model=model,
+            replica=replica,
+            status=status,
+            status_code=status_code,
+            started_at=started_at,
+            finished_at=finished,
+            usage=usage,
+            commitment=commitment,
+            opening=committer.opening() if committer and commitment.leaves else None,
+            cost=cost,
+        )
+        clock = time.perf_counter()
+        receipt = await asyncio.to_thread(self.ledger.append, entry)
+        self.metrics.ledger_append.observe(time.perf_counter() - clock)
+        self.metrics.ledger_records.labels(status).inc()
+        self._observe(tenant, model, status, usage, cost, duration, queue_wait)
+        self._log(request_id, tenant, model, replica, status, status_code, usage, elapsed)
+        return receipt.to_dict()
+
+    def _observe(
+        self,
+        tenant: str,
+        model: str,
+        status: str,
+        usage: Usage,
+        cost: Any,
+        duration: float | None,
+        queue_wait: float | None,
+    ) -> None:
+        self.metrics.requests.labels(tenant, model, status).inc()
+        self.metrics.observe_usage(tenant, model, usage)
+        if cost:
+            self.metrics.cost.labels(tenant, model).inc(float(cost))
+        if duration is not None:
+            self.metrics.duration.labels(tenant, model).observe(duration)
+        if queue_wait is not None:
+            self.metrics.queue_wait.labels(tenant, model).observe(queue_wait)
+
+    def _log(
+        self,
+        request_id: str,
+        tenant: str,
+        model: str,
+        replica: str | None,
+        status: str,
+        code: int,
+        usage: Usage,
+        elapsed: float,
+    ) -> None:
+        # OpenTelemetry GenAI semantic-convention attribute names, for log pipelines.
+        log.info(
+            "request finished",
+            extra={
+                "fairgate": {
+                    "request_id": request_id,
+                    "tenant": tenant,
+                    "gen_ai.request.model": model,
+                    "fairgate.replica": replica,
+                    "fairgate.status": status,
+                    "http.status_code": code,
+                    "gen_ai.usage.input_tokens": usage.prompt_tokens,
+                    "gen_ai.usage.output_tokens": usage.completion_tokens,
+                    "gen_ai.usage.reasoning.output_tokens": usage.reasoning_tokens,
+                    "gen_ai.usage.cached_input_tokens": usage.cached_tokens,
+                    "duration_s": round(elapsed, 4),
+                    "at": datetime.now(UTC).isoformat(),
+                }
+            },
+        )
+
+    def close(self) -> None:
+        self.ledger.close()

@@ -1,0 +1,354 @@
+"""Wiring: everything a running gateway holds, built from the configuration.
+
+The runtime owns the models (tokenizer, reasoning markers, replicas), the dispatcher around
+the scheduler, the recorder (ledger + metrics) and the health loop. The HTTP layer only
+calls into it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import httpx
+from prometheus_client import CollectorRegistry
+
+from gateway.auth import KeyRing, KeyStore, Tenant, digest
+from gateway.config import Config, ConfigError, ModelConfig
+from gateway.dispatcher import Dispatcher
+from gateway.recorder import Recorder
+from metering.metrics import GatewayMetrics
+from metering.reasoning import Markers
+from metering.tokens import Tokenizer, load_tokenizer
+from replicas.base import Health, Replica
+from replicas.openai_http import OpenAIReplica
+from replicas.sim import SimReplica, SimSettings
+from scheduler import Scheduler, SchedulerConfig
+
+if TYPE_CHECKING:
+    from gateway.fleet import Fleet
+    from replicas.manager import ReplicaManager
+
+log = logging.getLogger("fairgate.runtime")
+DEFAULT_MAX_TOKENS = 256
+EMBEDDED_MODEL = "smollm2"
+
+
+def with_default_model(config: Config) -> Config:
+    """With no models configured, serve the embedded SmolLM2 on one local vLLM replica
+    (``model`` unset: the fleet converts the packaged GGUF on first start)."""
+    if config.models:
+        return config
+    default = ModelConfig(name=EMBEDDED_MODEL, provider="vllm", reasoning="visible", replicas=1)
+    return config.model_copy(update={"models": [default]})
+
+
+@dataclass(slots=True)
+class ModelRuntime:
+    config: ModelConfig
+    tokenizer: Tokenizer
+    markers: Markers
+    replicas: dict[str, Replica] = field(default_factory=dict)
+    health: dict[str, Health] = field(default_factory=dict)
+    upstream_model: str = ""
+    max_model_len: int | None = None
+    default_max_tokens: int = DEFAULT_MAX_TOKENS
+
+    @property
+    def name(self) -> str:
+        return self.config.name
+
+    def ready(self) -> bool:
+        return any(state is Health.HEALTHY for state in self.health.values())
+
+
+def scheduler_config(config: Config) -> SchedulerConfig:
+    section = config.scheduler
+    extra = {}
+    if section.quantum is not None:
+        extra["quantum"] = section.quantum
+    if section.replica_quantum is not None:
+        extra["replica_quantum"] = section.replica_quantum
+    return SchedulerConfig(
+        policy=section.policy,
+        router=section.router,
+        prompt_weight=section.prompt_weight,
+        completion_weight=section.completion_weight,
+        max_inflight_per_replica=section.max_inflight_per_replica,
+        max_queued_per_tenant=section.max_queued_per_tenant,
+        **extra,
+    )
+
+
+def load_tenants(config: Config) -> tuple[KeyRing, dict[str, Tenant]]:
+    ring = KeyRing()
+    tenants = {t.name: Tenant(t.name, t.weight) for t in config.tenants}
+    for tenant in config.tenants:
+        for key in tenant.api_keys:
+            ring.add(digest(key), tenant.name)
+    for stored in KeyStore(config.data_dir).load():
+        tenants.setdefault(stored.tenant, Tenant(stored.tenant, stored.weight or 1.0))
+        ring.add(stored.sha256, stored.tenant)
+    return ring, tenants
+
+
+class Runtime:
+    def __init__(
+        self,
+        config: Config,
+        *,
+        registry: CollectorRegistry | None = None,
+        recorder: Recorder | None = None,
+    ) -> None:
+        config = with_default_model(config)
+        self.config = config
+        self.registry = registry or CollectorRegistry()
+        self.metrics = GatewayMetrics(self.registry)
+        self.keyring, self.tenants = load_tenants(config)
+        self.scheduler = Scheduler(scheduler_config(config))
+        for tenant in self.tenants.values():
+            self.scheduler.set_tenant(tenant.name, tenant.weight)
+        self.dispatcher = Dispatcher(self.scheduler)
+        self.recorder = recorder or Recorder.open(config, self.metrics)
+        self.models: dict[str, ModelRuntime] = {}
+        self.started_at = time.time()
+        self._health_task: asyncio.Task[None] | None = None
+        self.health_interval = 2.0
+        # vllm-provider models: built, started and scaled in the background by the fleet.
+        self.fleet: Fleet | None = None
+        self.draining: set[str] = set()  # replica ids removed from the scheduler, finishing
+        self.config_path: Path | None = None  # what a reload re-reads (else $FAIRGATE_CONFIG)
+        self._sighup = False
+        self._reloads: set[asyncio.Task[None]] = set()
+
+    # lifecycle -----------------------------------------------------------------------
+    async def start(self) -> None:
+        if any(m.provider == "vllm" for m in self.config.models):
+            from gateway.fleet import Fleet
+
+            self.fleet = Fleet(self)
+        for model_config in self.config.models:
+            if model_config.provider == "vllm":
+                continue
+            model = self._build_model(model_config)
+            self.add_model(model)
+            await self._discover(model)
+        await self.check_health()
+        self._health_task = asyncio.create_task(self._health_loop(), name="fairgate-health")
+        if self.fleet is not None:
+            self.fleet.start()
+        self._watch_sighup()
+
+    async def stop(self) -> None:
+        if self._sighup:
+            with contextlib.suppress(Exception):
+                asyncio.get_running_loop().remove_signal_handler(signal.SIGHUP)
+        if self._health_task is not None:
+            self._health_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._health_task
+        if self.fleet is not None:
+            await self.fleet.stop()
+        for model in self.models.values():
+            for replica in model.replicas.values():
+                await replica.aclose()
+        self.recorder.close()
+
+    def _build_model(self, config: ModelConfig) -> ModelRuntime:
+        tokenizer = load_tokenizer(config.tokenizer)
+        markers = Markers(
+            config.reasoning_start,
+            config.reasoning_end,
+            tokenizer.token_id(config.reasoning_start),
+            tokenizer.token_id(config.reasoning_end),
+        )
+        model = ModelRuntime(
+            config,
+            tokenizer,
+            markers,
+            upstream_model=_upstream_model(config),
+            max_model_len=config.max_model_len,
+        )
+        manager = self.fleet.manager if self.fleet is not None else None
+        for replica in build_replicas(config, manager):
+            model.replicas[replica.replica_id] = replica
+        return model
+
+    # models and replicas -------------------------------------------------------------
+    def add_model(self, model: ModelRuntime) -> None:
+        self.models[model.name] = model
+        for replica in list(model.replicas.values()):
+            self.add_replica(model, replica)
+
+    def add_replica(self, model: ModelRuntime, replica: Replica) -> None:
+        """A replica joins the scheduler at once; it takes work once a health check passes."""
+        model.replicas[replica.replica_id] = replica
+        model.health[replica.replica_id] = Health.STARTING
+        self.dispatcher.add_replica(replica.replica_id, model.name)
+
+    def retire_replica(self, model: ModelRuntime, replica_id: str) -> None:
+        """No new work for the replica (its queued jobs move elsewhere); the requests it is
+        streaming go on until ``forget_replica``."""
+        self.draining.add(replica_id)
+        model.health.pop(replica_id, None)
+        with contextlib.suppress(KeyError):
+            self.metrics.replica_healthy.remove(model.name, replica_id)
+        self.dispatcher.remove_replica(replica_id)
+
+    def forget_replica(self, model: ModelRuntime, replica_id: str) -> None:
+        model.replicas.pop(replica_id, None)
+        self.draining.discard(replica_id)
+
+    # reload --------------------------------------------------------------------------
+    def _watch_sighup(self) -> None:
+        """SIGHUP reloads the configuration (only where signals can be handled: the main
+        thread of ``fairgate serve``)."""
+        loop = asyncio.get_running_loop()
+        try:
+            loop.add_signal_handler(signal.SIGHUP, self._on_sighup)
+        except (ValueError, RuntimeError, NotImplementedError):
+            return
+        self._sighup = True
+
+    def _on_sighup(self) -> None:
+        log.info("SIGHUP: reloading the configuration")
+        task = asyncio.create_task(self._reload_logged(), name="fairgate-reload")
+        self._reloads.add(task)
+        task.add_done_callback(self._reloads.discard)
+
+    async def _reload_logged(self) -> None:
+        try:
+            log.info("reload: %s", await self.reload())
+        except Exception:
+            log.exception("reload failed")
+
+    async def reload(self) -> dict[str, Any]:
+        """Re-read the configuration; apply replica counts, report what needs a restart."""
+        from gateway.config import load_config
+        from gateway.reload import plan_reload
+
+        new = with_default_model(await asyncio.to_thread(load_config, self.config_path))
+        plan = plan_reload(self.config, new)
+        applied = []
+        for change in plan.scale:
+            if self.fleet is None or change.model not in self.models:
+                continue
+            applied.append(await self.fleet.scale(change.model, change.replicas))
+        counts = {c.model: c.replicas for c in plan.scale}
+        models = [
+            m.model_copy(update={"replicas": counts[m.name]}) if m.name in counts else m
+            for m in self.config.models
+        ]
+        self.config = self.config.model_copy(update={"models": models})
+        for item in plan.needs_restart:
+            log.warning("reload: %s changed; restart the gateway to apply it", item)
+        return {"scaled": applied, "needs_restart": list(plan.needs_restart)}
+
+    async def _discover(self, model: ModelRuntime) -> None:
+        """Ask an OpenAI-compatible upstream for its model id and context length."""
+        if model.config.provider != "openai" or (
+            model.config.upstream_model and model.max_model_len
+        ):
+            return
+        for replica in model.replicas.values():
+            try:
+                async with httpx.AsyncClient(timeout=5.0) as client:
+                    response = await client.get(f"{replica.url}/v1/models")
+                entries = response.json().get("data") or []
+            except (httpx.HTTPError, ValueError):
+                continue
+            if entries:
+                if not model.config.upstream_model:
+                    model.upstream_model = str(entries[0].get("id"))
+                if model.max_model_len is None and entries[0].get("max_model_len"):
+                    model.max_model_len = int(entries[0]["max_model_len"])
+                return
+
+    # health --------------------------------------------------------------------------
+    async def _health_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.health_interval)
+            try:
+                await self.check_health()
+            except Exception:
+                log.exception("health check failed")
+
+    async def check_health(self) -> None:
+        # All at once: one replica that is slow to answer must not delay the others. Models
+        # and replicas may come and go while the checks run (start-up, scaling).
+        checks = [
+            (model, replica_id, replica)
+            for model in list(self.models.values())
+            for replica_id, replica in list(model.replicas.items())
+            if replica_id not in self.draining
+        ]
+        results = await asyncio.gather(
+            *(replica.check_health() for _, _, replica in checks), return_exceptions=True
+        )
+        for (model, replica_id, replica), healthy in zip(checks, results, strict=True):
+            if isinstance(healthy, BaseException):
+                log.warning("health check of %s failed: %r", replica_id, healthy)
+            if model.replicas.get(replica_id) is replica and replica_id not in self.draining:
+                self._set_health(model, replica_id, healthy is True)
+
+    def _set_health(self, model: ModelRuntime, replica_id: str, healthy: bool) -> None:
+        state = Health.HEALTHY if healthy else Health.UNHEALTHY
+        previous = model.health.get(replica_id)
+        model.health[replica_id] = state
+        self.metrics.replica_healthy.labels(model.name, replica_id).set(1 if healthy else 0)
+        if previous is not state:
+            log.info("replica %s of model %s is %s", replica_id, model.name, state.value)
+            self.dispatcher.replica_health(replica_id, healthy)
+
+    async def replica_failed(self, model_name: str, replica_id: str, reason: str) -> None:
+        log.warning("replica %s failed: %s", replica_id, reason)
+        model = self.models[model_name]
+        if replica_id in model.replicas and replica_id not in self.draining:
+            self._set_health(model, replica_id, False)
+
+    def ready(self) -> bool:
+        pending = self.fleet is not None and bool(self.fleet.pending)
+        return not pending and bool(self.models) and all(m.ready() for m in self.models.values())
+
+    def disagreement(
+        self, request_id: str, model: str, name: str, *, ours: int, engine: int
+    ) -> None:
+        self.metrics.disagreements.labels(model, name).inc()
+        log.warning(
+            "request %s: %s counted %d at the gateway, %d by the engine",
+            request_id,
+            name,
+            ours,
+            engine,
+        )
+
+
+def _upstream_model(config: ModelConfig) -> str:
+    if config.provider == "vllm":  # fairgate starts the engine and names the model for it
+        return config.upstream_model or config.name
+    return config.upstream_model or config.model or config.name
+
+
+def build_replicas(config: ModelConfig, manager: ReplicaManager | None = None) -> list[Replica]:
+    if config.provider == "sim":
+        settings = SimSettings(**config.sim.model_dump())
+        return [
+            SimReplica(f"{config.name}-sim-{i}", config.name, settings)
+            for i in range(max(config.replicas, 1))
+        ]
+    if config.provider == "openai":
+        return [
+            OpenAIReplica(f"{config.name}-{i}", config.name, url, api_key=config.api_key)
+            for i, url in enumerate(config.endpoints)
+        ]
+    if manager is None:
+        raise ConfigError(f"models.{config.name}: provider 'vllm' needs the replica manager")
+    from gateway.fleet import vllm_replicas
+
+    return list(vllm_replicas(config, manager))

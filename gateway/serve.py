@@ -1,0 +1,66 @@
+"""``fairgate serve``: logging, first-start defaults, and uvicorn."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+
+import uvicorn
+
+from gateway.app import create_app
+from gateway.auth import KeyStore
+from gateway.config import Config
+
+log = logging.getLogger("fairgate")
+DEFAULT_KEY_FILE = "default-api-key"
+
+
+class _Formatter(logging.Formatter):
+    """One line per event; structured fields (never secrets) appended as JSON."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        line = super().format(record)
+        fields = getattr(record, "fairgate", None)
+        return f"{line} {json.dumps(fields, sort_keys=True)}" if fields else line
+
+
+def setup_logging(level: str) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+
+
+def ensure_default_tenant(config: Config) -> None:
+    """With no tenants at all, create tenant 'default' and write its key to a private file."""
+    store = KeyStore(config.data_dir)
+    if config.tenants or store.load():
+        return
+    key = store.create("default")
+    path = config.data_dir / DEFAULT_KEY_FILE
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as out:
+        out.write(key + "\n")
+    log.info("no tenants configured: created tenant 'default'; its API key is in %s", path)
+
+
+def serve(config: Config, *, host: str | None, port: int | None, log_level: str) -> int:
+    setup_logging(log_level)
+    config.data_dir.mkdir(parents=True, exist_ok=True)
+    ensure_default_tenant(config)
+    app = create_app(config)
+    bind_host = host or config.listen.host
+    bind_port = port if port is not None else config.listen.port
+    log.info("fairgate listening on http://%s:%d/v1", bind_host, bind_port)
+    uvicorn.run(
+        app,
+        host=bind_host,
+        port=bind_port,
+        log_config=None,
+        log_level=log_level,
+        timeout_graceful_shutdown=30,
+    )
+    return 0

@@ -1,0 +1,117 @@
+"""Metering: counts, hidden-token commitments, signed hash-chained ledger, export, verification.
+
+The public API is re-exported here; ``tests/metering/test_metering_api.py`` checks ``__all__``.
+Storage backends (``metering.ledger_sqlite``, ``metering.ledger_postgres``) are imported by
+``open_ledger`` on demand, so importing ``metering`` pulls in no database driver.
+"""
+
+from metering.canonical import canonical_json
+from metering.commitment import (
+    Commitment,
+    HiddenCommitter,
+    LeafOpening,
+    Opening,
+    verify_leaf_opening,
+)
+from metering.errors import (
+    CanonicalJSONError,
+    CommitmentError,
+    DuplicateRequestError,
+    InvalidProofError,
+    LedgerCorruptError,
+    LedgerError,
+    MeteringError,
+    PricingError,
+    ProofError,
+    RootMismatchError,
+    SigningKeyError,
+)
+from metering.export import ExportFormat, cloudevent, export_ledger, write_records
+from metering.ledger import Ledger, open_ledger
+from metering.merkle import (
+    EMPTY_ROOT,
+    MerkleTree,
+    compute_root,
+    hash_children,
+    hash_leaf,
+    inclusion_proof,
+    root_from_inclusion_proof,
+    verify_inclusion,
+)
+from metering.pricing import Cost, ModelPrices, PriceTable
+from metering.record import (
+    GENESIS_HASH,
+    LedgerEntry,
+    Receipt,
+    Status,
+    record_hash,
+    verify_signature,
+)
+from metering.signing import (
+    Keyring,
+    PublicKey,
+    SigningKey,
+    jwks_of,
+    load_signing_key,
+    parse_public_keys,
+)
+from metering.timestamps import format_rfc3339, parse_time
+from metering.usage import Usage
+from metering.verify import Failure, Gap, Problem, VerifyReport, verify_export
+
+__all__ = [
+    "EMPTY_ROOT",
+    "GENESIS_HASH",
+    "CanonicalJSONError",
+    "Commitment",
+    "CommitmentError",
+    "Cost",
+    "DuplicateRequestError",
+    "ExportFormat",
+    "Failure",
+    "Gap",
+    "HiddenCommitter",
+    "InvalidProofError",
+    "Keyring",
+    "LeafOpening",
+    "Ledger",
+    "LedgerCorruptError",
+    "LedgerEntry",
+    "LedgerError",
+    "MerkleTree",
+    "MeteringError",
+    "ModelPrices",
+    "Opening",
+    "PriceTable",
+    "PricingError",
+    "Problem",
+    "ProofError",
+    "PublicKey",
+    "Receipt",
+    "RootMismatchError",
+    "SigningKey",
+    "SigningKeyError",
+    "Status",
+    "Usage",
+    "VerifyReport",
+    "canonical_json",
+    "cloudevent",
+    "compute_root",
+    "export_ledger",
+    "format_rfc3339",
+    "hash_children",
+    "hash_leaf",
+    "inclusion_proof",
+    "jwks_of",
+    "load_signing_key",
+    "open_ledger",
+    "parse_public_keys",
+    "parse_time",
+    "record_hash",
+    "root_from_inclusion_proof",
+    "verify_export",
+    "verify_inclusion",
+    "verify_leaf_opening",
+    "verify_signature",
+    "write_records",
+]

@@ -1,0 +1,152 @@
+"""The Ray side of a gateway's vLLM replicas: the Ray connection and every replica handle made.
+
+``ReplicaManager`` starts local Ray (or connects to a cluster), hands out ``RayVllmReplica``
+handles, and at exit stops what it started: every replica's actor and engine, then local Ray.
+It knows nothing of models' tenants or of the scheduler; the gateway decides how many
+replicas each model has (``gateway.fleet``).
+
+Every blocking Ray call (``ray.init``, ``ray.get_actor``, ``ray.kill``, ``ray.shutdown``)
+runs in a worker thread, so the event loop keeps serving while Ray starts or stops.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import time
+from pathlib import Path
+
+import ray
+
+from replicas.ray_vllm import NAMESPACE, ActorOptions, RayVllmReplica, parse_actor_name
+from replicas.vllm_process import VllmSpec, group_pids, signal_group
+
+log = logging.getLogger("fairgate.replicas")
+
+# Ray's object store holds nothing of ours but small status objects.
+LOCAL_OBJECT_STORE_BYTES = 128 * 1024 * 1024
+
+
+class ReplicaManager:
+    def __init__(
+        self,
+        *,
+        address: str | None,
+        log_dir: Path | None = None,
+        keep_replicas: bool = False,
+    ) -> None:
+        self.address = address
+        self.log_dir = log_dir
+        self.keep_replicas = keep_replicas and address is not None
+        self.replicas: dict[str, RayVllmReplica] = {}  # by replica id, while not stopped
+        self.owns_ray = False
+        self.connected = False
+        self._connect_lock = asyncio.Lock()
+
+    @property
+    def local(self) -> bool:
+        return self.address is None
+
+    async def connect(self) -> None:
+        async with self._connect_lock:
+            if self.connected:
+                return
+            started = time.monotonic()
+            if self.local:
+                log.info("starting local Ray (%d CPUs, no dashboard)", os.cpu_count() or 1)
+            else:
+                log.info("connecting to the Ray cluster at %s", self.address)
+            await asyncio.to_thread(self._init_ray)
+            self.connected = True
+            log.info("Ray is up after %.1f s", time.monotonic() - started)
+
+    def _init_ray(self) -> None:
+        if ray.is_initialized():  # e.g. an embedding application connected already
+            return
+        if self.local:
+            ray.init(
+                num_cpus=os.cpu_count(),
+                include_dashboard=False,
+                namespace=NAMESPACE,
+                log_to_driver=False,
+                object_store_memory=LOCAL_OBJECT_STORE_BYTES,
+            )
+            self.owns_ray = True
+        else:
+            ray.init(address=self.address, namespace=NAMESPACE, log_to_driver=False)
+
+    def replica(
+        self, model: str, index: int, spec: VllmSpec, num_cpus: float, num_gpus: float
+    ) -> RayVllmReplica:
+        options = ActorOptions(
+            num_cpus=num_cpus,
+            num_gpus=num_gpus,
+            detached=not self.local,
+            local=self.local,
+            log_dir=str(self.log_dir) if self.local and self.log_dir is not None else None,
+        )
+        replica = RayVllmReplica(model, index, spec, options)
+        self.replicas[replica.replica_id] = replica
+        return replica
+
+    async def stop_replica(self, replica: RayVllmReplica) -> None:
+        await replica.stop()
+        self._sweep(replica)
+        self.replicas.pop(replica.replica_id, None)
+
+    async def stale_actors(self, model: str, keep: int) -> list[str]:
+        """Names of live actors of ``model`` with an index >= ``keep`` (left by an earlier
+        gateway that ran more replicas)."""
+        if not self.connected:
+            return []
+        names = await asyncio.to_thread(ray.util.list_named_actors)
+        stale = []
+        for name in names:
+            parsed = parse_actor_name(name)
+            if parsed is not None and parsed[0] == model and parsed[1] >= keep:
+                stale.append(name)
+        return sorted(stale)
+
+    async def kill_actor(self, name: str) -> None:
+        with contextlib.suppress(ValueError):
+            actor = await asyncio.to_thread(ray.get_actor, name, NAMESPACE)
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(actor.stop.remote(), 60)
+            await asyncio.to_thread(ray.kill, actor, no_restart=True)
+
+    async def close(self) -> None:
+        """Stop every replica (unless kept on a cluster), then the local Ray we started."""
+        replicas = list(self.replicas.values())
+        if self.keep_replicas:
+            for replica in replicas:
+                replica.detach()
+            log.info("leaving %d replica actor(s) running on the cluster", len(replicas))
+        elif replicas:
+            log.info("stopping %d replica(s)", len(replicas))
+            await asyncio.gather(*(replica.stop() for replica in replicas))
+        for replica in replicas:
+            await replica.aclose()
+        if self.owns_ray:
+            started = time.monotonic()
+            await asyncio.to_thread(ray.shutdown)
+            log.info("local Ray stopped after %.1f s", time.monotonic() - started)
+        for replica in replicas:
+            self._sweep(replica)
+        self.replicas.clear()
+        self.connected = False
+
+    def _sweep(self, replica: RayVllmReplica) -> None:
+        """Last resort, on one machine only: no engine process group may outlive its actor."""
+        if not self.local:
+            return
+        for pgid in replica.pids:
+            if group_pids(pgid):
+                log.warning(
+                    "replica %s: engine group %d outlived its actor; killing it",
+                    replica.replica_id,
+                    pgid,
+                )
+                signal_group(pgid, signal.SIGKILL)

@@ -1,0 +1,208 @@
+"""The ``openai`` provider: an existing OpenAI-compatible server (e.g. ``vllm serve``).
+
+The gateway always streams from upstream, asking for token ids and usage, so it sees every
+token whether or not its own client streams.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+
+from replicas.base import EngineLoad
+from replicas.errors import ReplicaFailed, ReplicaRejected, ReplicaUnavailable
+from replicas.sse import sse_payloads
+from replicas.stream import (
+    EngineDelta,
+    EngineEvent,
+    EnginePrompt,
+    EngineRequest,
+    EngineUsage,
+    Part,
+)
+
+_PATHS = {"chat": "/v1/chat/completions", "completions": "/v1/completions"}
+_GAUGE = re.compile(r"^(vllm:num_requests_(running|waiting))(\{[^}]*\})?\s+([0-9.eE+-]+)$")
+
+
+class OpenAIReplica:
+    """One upstream server; ``url`` is its base URL without ``/v1``."""
+
+    def __init__(
+        self,
+        replica_id: str,
+        model: str,
+        url: str,
+        *,
+        api_key: str | None = None,
+        client: httpx.AsyncClient | None = None,
+        token_ids: bool = True,
+    ) -> None:
+        self.replica_id = replica_id
+        self.model = model
+        self.url = url.rstrip("/")
+        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        self._client = client or httpx.AsyncClient(
+            headers=headers, timeout=httpx.Timeout(connect=5.0, read=600.0, write=30.0, pool=30.0)
+        )
+        self._token_ids = token_ids
+
+    async def stream(self, request: EngineRequest) -> AsyncIterator[EngineEvent]:
+        body = dict(request.body)
+        body["stream"] = True
+        body["stream_options"] = {"include_usage": True}
+        if self._token_ids:
+            body["return_token_ids"] = True
+        started = False
+        try:
+            async with self._client.stream(
+                "POST",
+                self.url + _PATHS[request.endpoint],
+                json=body,
+                headers={"x-request-id": request.request_id},
+            ) as response:
+                if response.status_code >= 400:
+                    await self._raise_for(response)
+                async for payload in sse_payloads(response.aiter_lines()):
+                    for event in self._events(payload, request.endpoint):
+                        started = started or isinstance(event, EngineDelta)
+                        yield event
+        except (httpx.ConnectError, httpx.ConnectTimeout) as error:
+            raise ReplicaUnavailable(
+                f"cannot reach {self.url}: {error}", replica_id=self.replica_id
+            ) from None
+        except (httpx.HTTPError, json.JSONDecodeError) as error:
+            kind = ReplicaFailed if started else ReplicaUnavailable
+            raise kind(
+                f"stream from {self.replica_id} broke: {error!r}", replica_id=self.replica_id
+            ) from None
+
+    async def _raise_for(self, response: httpx.Response) -> None:
+        raw = await response.aread()
+        message = raw.decode("utf-8", "replace")[:2000]
+        param = code = None
+        try:
+            error = json.loads(raw).get("error") or {}
+            if isinstance(error, dict):
+                message = str(error.get("message") or message)
+                param, code = error.get("param"), error.get("code")
+        except (ValueError, AttributeError):
+            pass
+        if 400 <= response.status_code < 500 and response.status_code not in (408, 429):
+            raise ReplicaRejected(
+                message,
+                status=response.status_code,
+                param=param,
+                code=code if isinstance(code, str) else None,
+                replica_id=self.replica_id,
+            )
+        raise ReplicaUnavailable(
+            f"{self.replica_id} answered {response.status_code}: {message}",
+            replica_id=self.replica_id,
+        )
+
+    def _events(self, payload: dict[str, Any], endpoint: str) -> list[EngineEvent]:
+        if "error" in payload and not payload.get("choices"):
+            error = payload["error"]
+            message = error.get("message") if isinstance(error, dict) else str(error)
+            raise ReplicaFailed(f"engine error: {message}", replica_id=self.replica_id)
+        events: list[EngineEvent] = []
+        choices = payload.get("choices") or []
+        prompt_ids = payload.get("prompt_token_ids")
+        if prompt_ids is None and choices:
+            prompt_ids = choices[0].get("prompt_token_ids")
+        if prompt_ids:
+            events.append(EnginePrompt(tuple(prompt_ids)))
+        for choice in choices:
+            events.extend(_deltas(choice, endpoint))
+        usage = payload.get("usage")
+        if usage:
+            events.append(_usage(usage))
+        return events
+
+    async def check_health(self) -> bool:
+        try:
+            response = await self._client.get(self.url + "/health", timeout=5.0)
+            if response.status_code == 404:
+                response = await self._client.get(self.url + "/v1/models", timeout=5.0)
+            return response.status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    async def load(self) -> EngineLoad | None:
+        try:
+            response = await self._client.get(self.url + "/metrics", timeout=5.0)
+        except httpx.HTTPError:
+            return None
+        if response.status_code != 200:
+            return None
+        values = {"running": 0.0, "waiting": 0.0}
+        found = False
+        for line in response.text.splitlines():
+            match = _GAUGE.match(line)
+            if match:
+                values[match.group(2)] += float(match.group(4))
+                found = True
+        return EngineLoad(int(values["running"]), int(values["waiting"])) if found else None
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+
+
+def _deltas(choice: dict[str, Any], endpoint: str) -> list[EngineEvent]:
+    ids = tuple(choice.get("token_ids") or ())
+    finish = choice.get("finish_reason")
+    if endpoint == "chat":
+        delta = choice.get("delta") or {}
+        reasoning = delta.get("reasoning") or delta.get("reasoning_content") or ""
+        content = delta.get("content") or ""
+        logprobs = ((choice.get("logprobs") or {}).get("content")) or []
+    else:
+        reasoning = ""
+        content = choice.get("text") or ""
+        logprobs = completion_logprobs_to_chat(choice.get("logprobs"))
+    events: list[EngineEvent] = []
+    if reasoning and content:
+        # One step cannot be both; if an engine sends both, ids stay with the content part.
+        events.append(EngineDelta(reasoning, Part.REASONING))
+        events.append(EngineDelta(content, Part.CONTENT, ids, list(logprobs), finish))
+    elif reasoning:
+        events.append(EngineDelta(reasoning, Part.REASONING, ids, list(logprobs), finish))
+    elif content or ids or finish:
+        events.append(EngineDelta(content, Part.CONTENT, ids, list(logprobs), finish))
+    return events
+
+
+def _usage(usage: dict[str, Any]) -> EngineUsage:
+    prompt_details = usage.get("prompt_tokens_details") or {}
+    completion_details = usage.get("completion_tokens_details") or {}
+    return EngineUsage(
+        prompt_tokens=int(usage.get("prompt_tokens") or 0),
+        completion_tokens=int(usage.get("completion_tokens") or 0),
+        cached_tokens=prompt_details.get("cached_tokens"),
+        reasoning_tokens=completion_details.get("reasoning_tokens"),
+    )
+
+
+def completion_logprobs_to_chat(logprobs: dict[str, Any] | None) -> list[dict[str, Any]]:
+    """The legacy completions logprobs object as a per-token list in the chat shape."""
+    if not logprobs:
+        return []
+    tokens = logprobs.get("tokens") or []
+    values = logprobs.get("token_logprobs") or []
+    tops = logprobs.get("top_logprobs") or []
+    entries = []
+    for index, token in enumerate(tokens):
+        top = tops[index] if index < len(tops) and tops[index] else {}
+        entries.append(
+            {
+                "token": token,
+                "logprob": values[index] if index < len(values) else None,
+                "top_logprobs": [{"token": t, "logprob": v} for t, v in top.items()],
+            }
+        )
+    return entries

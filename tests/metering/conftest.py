@@ -1,0 +1,178 @@
+"""Fixtures for metering tests: a throwaway PostgreSQL server, started with initdb/pg_ctl.
+
+The server runs from a temp dir on a private unix socket (no TCP port), as the current user, or
+as ``postgres`` (else ``nobody``) when the tests run as root, since PostgreSQL refuses root.
+Tests that use it are skipped only when the PostgreSQL binaries are absent; a server that is
+installed but fails to start is an error.
+"""
+
+from __future__ import annotations
+
+import glob
+import io
+import os
+import pwd
+import shutil
+import subprocess
+import tempfile
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from metering.commitment import HiddenCommitter
+from metering.export import export_ledger
+from metering.ledger import Ledger, open_ledger
+from metering.record import LedgerEntry
+from metering.signing import SigningKey
+from metering.usage import Usage
+
+
+def _pg_bin() -> Path | None:
+    found = shutil.which("pg_ctl")
+    if found:
+        return Path(found).resolve().parent
+    candidates = sorted(glob.glob("/usr/lib/postgresql/*/bin/pg_ctl"), reverse=True)
+    return Path(candidates[0]).parent if candidates else None
+
+
+def _server_user() -> str | None:
+    """None: run as ourselves. As root, a non-root account must own the cluster."""
+    if os.geteuid() != 0:
+        return None
+    for name in ("postgres", "nobody"):
+        try:
+            pwd.getpwnam(name)
+        except KeyError:
+            continue
+        return name
+    pytest.fail("running as root and neither 'postgres' nor 'nobody' exists to run PostgreSQL")
+
+
+def _run(args: list[str], user: str | None) -> None:
+    result = subprocess.run(args, user=user, capture_output=True, text=True, timeout=120)
+    if result.returncode != 0:
+        raise RuntimeError(f"{' '.join(args)} failed:\n{result.stdout}\n{result.stderr}")
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[str]:
+    """Conninfo URL of a fresh PostgreSQL server's ``postgres`` database, for this session."""
+    bin_dir = _pg_bin()
+    if bin_dir is None:
+        pytest.skip("PostgreSQL binaries (initdb, pg_ctl) are not installed")
+    user = _server_user()
+    base = Path(tempfile.mkdtemp(prefix="fairgate-pg-"))
+    if user is not None:
+        entry = pwd.getpwnam(user)
+        os.chown(base, entry.pw_uid, entry.pw_gid)
+    data = base / "data"
+    _run(
+        [str(bin_dir / "initdb"), "-D", str(data), "--username=fairgate", "--auth=trust",
+         "--encoding=UTF8", "--locale=C", "--no-sync"],
+        user,
+    )  # fmt: skip
+    options = f"-c listen_addresses='' -c unix_socket_directories='{base}' -c max_connections=30"
+    _run(
+        [str(bin_dir / "pg_ctl"), "-D", str(data), "-l", str(base / "server.log"), "-o", options,
+         "-w", "-t", "60", "start"],
+        user,
+    )  # fmt: skip
+    try:
+        yield f"postgresql://fairgate@/postgres?host={base}"
+    finally:
+        subprocess.run(
+            [str(bin_dir / "pg_ctl"), "-D", str(data), "-m", "immediate", "-w", "stop"],
+            user=user, capture_output=True, timeout=60,
+        )  # fmt: skip
+        shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture
+def postgres_url(postgres_server: str) -> str:
+    """A fresh, empty database on the session's server."""
+    import psycopg
+
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(postgres_server, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')  # a generated name, not user input
+    return postgres_server.replace("/postgres?", f"/{name}?")
+
+
+# --- ledger helpers -------------------------------------------------------------------------
+
+T0 = 1_750_000_000.0  # a fixed clock: records are reproducible
+
+
+def make_entry(
+    i: int,
+    *,
+    tenant: str = "acme",
+    model: str = "m1",
+    reasoning: int = 0,
+    status: str = "ok",
+    status_code: int = 200,
+    block_size: int = 4,
+    salt: bytes | None = None,
+) -> LedgerEntry:
+    """Entry ``i``: finished at T0 + i seconds, with ``reasoning`` committed hidden tokens."""
+    committer = HiddenCommitter(block_size=block_size, salt=salt or bytes([i % 256]) * 32)
+    for position in range(reasoning):
+        committer.add([1000 + position], f"w{position} ")
+    return LedgerEntry(
+        request_id=f"req-{i}",
+        tenant=tenant,
+        model=model,
+        replica="r0",
+        status=status,
+        status_code=status_code,
+        started_at=T0 + i - 0.5,
+        finished_at=T0 + i,
+        usage=Usage(
+            prompt_tokens=20, cached_tokens=5, completion_tokens=10 + reasoning,
+            reasoning_tokens=reasoning,
+        ),
+        commitment=committer.commit(),
+        opening=committer.opening() if reasoning else None,
+    )  # fmt: skip
+
+
+@pytest.fixture(scope="session")
+def signing_key() -> SigningKey:
+    return SigningKey.generate()
+
+
+@pytest.fixture
+def sqlite_ledger(tmp_path: Path, signing_key: SigningKey) -> Iterator[Ledger]:
+    ledger = open_ledger(None, tmp_path, signing_key)
+    yield ledger
+    ledger.close()
+
+
+def fill(ledger: Ledger, count: int, *, start: int = 0) -> list[dict[str, object]]:
+    """Append ``count`` entries, alternating tenants acme/globex, some with reasoning."""
+    for i in range(start, start + count):
+        ledger.append(make_entry(i, tenant="acme" if i % 2 == 0 else "globex", reasoning=i % 5))
+    return list(ledger.records())
+
+
+def export_lines(ledger: Ledger, **filters: Any) -> list[str]:
+    buffer = io.StringIO()
+    export_ledger(ledger, buffer, "jsonl", **filters)
+    return buffer.getvalue().splitlines(keepends=True)
+
+
+class LedgerHelpers:
+    """The helpers above, as one fixture (test modules do not import conftest)."""
+
+    T0 = T0
+    make_entry = staticmethod(make_entry)
+    fill = staticmethod(fill)
+    export_lines = staticmethod(export_lines)
+
+
+@pytest.fixture
+def helpers() -> type[LedgerHelpers]:
+    return LedgerHelpers

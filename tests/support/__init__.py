@@ -1,0 +1,1 @@
+"""Shared test helpers: a tiny deterministic reasoning model and a vLLM server runner."""
