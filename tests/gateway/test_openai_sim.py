@@ -122,7 +122,7 @@ def test_cached_tokens_on_repeated_long_prompt(gateway: GatewayServer) -> None:
 
 def test_models_list(gateway: GatewayServer) -> None:
     ids = [m.id for m in client(gateway).models.list()]
-    assert ids == ["sim-hidden", "sim-visible"]
+    assert ids == ["sim-hidden", "sim-visible", "sim-slow"]
 
 
 @pytest.mark.parametrize("stream", [False, True])

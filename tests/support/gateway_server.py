@@ -48,7 +48,7 @@ class GatewayServer:
 
 
 def sim_config(data_dir: Path, **overrides: Any) -> Config:
-    """Two tenants and two sim models: reasoning hidden (2 replicas) and visible."""
+    """Two tenants; sim models with reasoning hidden (2 replicas), visible, and a slow one."""
     data: dict[str, Any] = {
         "data_dir": str(data_dir),
         "admin_key": "admin-secret",
@@ -59,6 +59,12 @@ def sim_config(data_dir: Path, **overrides: Any) -> Config:
         "models": [
             {"name": "sim-hidden", "provider": "sim", "reasoning": "hidden", "replicas": 2},
             {"name": "sim-visible", "provider": "sim", "reasoning": "visible"},
+            {
+                "name": "sim-slow",
+                "provider": "sim",
+                "reasoning": "hidden",
+                "sim": {"seconds_per_token": 0.02, "content_tokens": 200},
+            },
         ],
     }
     data.update(overrides)
