@@ -16,14 +16,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
+import sys
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import replicas
 from gateway.config import ModelConfig
 from gateway.reload import scale_plan
 from replicas.manager import ReplicaManager
-from replicas.models import ensure_smollm2
 from replicas.ray_vllm import RayVllmReplica, replica_id
 from replicas.vllm_process import VllmSpec
 
@@ -59,17 +61,50 @@ def vllm_replicas(config: ModelConfig, manager: ReplicaManager) -> list[RayVllmR
     ]
 
 
-def resolve_model(config: ModelConfig, data_dir: Path) -> ModelConfig:
-    """Blocking: without ``model``, the embedded SmolLM2 (converted on first use); a local
-    model folder is also the default tokenizer."""
+async def resolve_model(config: ModelConfig, data_dir: Path) -> ModelConfig:
+    """Without ``model``, the embedded SmolLM2 (converted on first use); a local model folder
+    is also the default tokenizer."""
     update: dict[str, Any] = {}
     model = config.model
     if model is None:
-        model = str(ensure_smollm2(Path(data_dir), log.info))
+        model = await embedded_model(Path(data_dir))
         update["model"] = model
     if config.tokenizer is None and Path(model).is_dir():
         update["tokenizer"] = model
     return config.model_copy(update=update) if update else config
+
+
+_CONVERT = (
+    "import sys; from pathlib import Path; from replicas.models import ensure_smollm2; "
+    "print(ensure_smollm2(Path(sys.argv[1]), lambda m: print('@fairgate', m, file=sys.stderr, "
+    "flush=True)))"
+)
+
+
+async def embedded_model(data_dir: Path) -> str:
+    """The converted SmolLM2 folder, from ``ensure_smollm2`` run in a child process: the
+    conversion loads torch and transformers (about 600 MiB) that the gateway need not keep."""
+    source_root = str(Path(replicas.__file__).resolve().parent.parent)
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [source_root, env.get("PYTHONPATH")]))
+    env.update(TQDM_DISABLE="1", HF_HUB_DISABLE_PROGRESS_BARS="1", HF_HUB_OFFLINE="1")
+    child = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", _CONVERT, str(data_dir),
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=env,
+    )  # fmt: skip
+    tail: list[str] = []
+    if child.stderr is None or child.stdout is None:  # pragma: no cover - both are pipes
+        raise RuntimeError("no pipes to the conversion process")
+    async for raw in child.stderr:
+        line = raw.decode(errors="replace").rstrip()
+        if line.startswith("@fairgate "):
+            log.info("%s", line.removeprefix("@fairgate "))
+        elif line:
+            tail = [*tail[-19:], line]
+    out = (await child.stdout.read()).decode().strip().splitlines()
+    if await child.wait() != 0 or not out:
+        raise RuntimeError("converting the embedded model failed:\n" + "\n".join(tail))
+    return out[-1]
 
 
 class Fleet:
@@ -110,7 +145,7 @@ class Fleet:
 
     async def _add_model(self, config: ModelConfig) -> ModelRuntime | None:
         try:
-            resolved = await asyncio.to_thread(resolve_model, config, self.runtime.config.data_dir)
+            resolved = await resolve_model(config, self.runtime.config.data_dir)
             model = await asyncio.to_thread(self.runtime._build_model, resolved)
         except Exception:
             log.exception("model %s could not be prepared", config.name)

@@ -203,10 +203,10 @@ class Generation:
         metrics, labels = self.runtime.metrics, (self.tenant, self.model.name)
         if self._first_token_at is None:
             self._first_token_at = now
-            metrics.ttft.labels(*labels).observe(now - self.started)
+            metrics.observe_first_token(*labels, now - self.started)
             self.runtime.dispatcher.first_token(self.request_id)
         elif self._last_token_at is not None:
-            metrics.itl.labels(*labels).observe((now - self._last_token_at) / generated)
+            metrics.observe_inter_token(*labels, (now - self._last_token_at) / generated)
         self._last_token_at = now
         self.runtime.dispatcher.tokens(self.request_id, generated)
 

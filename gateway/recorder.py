@@ -91,28 +91,18 @@ class Recorder:
         receipt = await asyncio.to_thread(self.ledger.append, entry)
         self.metrics.ledger_append.observe(time.perf_counter() - clock)
         self.metrics.ledger_records.labels(status).inc()
-        self._observe(tenant, model, status, usage, cost, duration, queue_wait)
+        self.metrics.observe_request(
+            tenant,
+            model,
+            status,
+            usage,
+            replica=replica,
+            cost=cost,
+            duration=duration,
+            queue_wait=queue_wait,
+        )
         self._log(request_id, tenant, model, replica, status, status_code, usage, elapsed)
         return receipt.to_dict()
-
-    def _observe(
-        self,
-        tenant: str,
-        model: str,
-        status: str,
-        usage: Usage,
-        cost: Any,
-        duration: float | None,
-        queue_wait: float | None,
-    ) -> None:
-        self.metrics.requests.labels(tenant, model, status).inc()
-        self.metrics.observe_usage(tenant, model, usage)
-        if cost:
-            self.metrics.cost.labels(tenant, model).inc(float(cost))
-        if duration is not None:
-            self.metrics.duration.labels(tenant, model).observe(duration)
-        if queue_wait is not None:
-            self.metrics.queue_wait.labels(tenant, model).observe(queue_wait)
 
     def _log(
         self,
@@ -139,7 +129,7 @@ class Recorder:
                     "gen_ai.usage.input_tokens": usage.prompt_tokens,
                     "gen_ai.usage.output_tokens": usage.completion_tokens,
                     "gen_ai.usage.reasoning.output_tokens": usage.reasoning_tokens,
-                    "gen_ai.usage.cached_input_tokens": usage.cached_tokens,
+                    "gen_ai.usage.cache_read.input_tokens": usage.cached_tokens,
                     "duration_s": round(elapsed, 4),
                     "at": datetime.now(UTC).isoformat(),
                 }

@@ -23,6 +23,7 @@ from gateway.auth import KeyRing, KeyStore, Tenant, digest
 from gateway.config import Config, ConfigError, ModelConfig
 from gateway.dispatcher import Dispatcher
 from gateway.recorder import Recorder
+from gateway.telemetry import Telemetry
 from metering.metrics import GatewayMetrics
 from metering.reasoning import Markers
 from metering.tokens import Tokenizer, load_tokenizer
@@ -126,6 +127,7 @@ class Runtime:
         self.config_path: Path | None = None  # what a reload re-reads (else $FAIRGATE_CONFIG)
         self._sighup = False
         self._reloads: set[asyncio.Task[None]] = set()
+        self.telemetry = Telemetry(self)  # scheduler/engine metrics, bounded labels
 
     # lifecycle -----------------------------------------------------------------------
     async def start(self) -> None:
@@ -141,6 +143,7 @@ class Runtime:
             await self._discover(model)
         await self.check_health()
         self._health_task = asyncio.create_task(self._health_loop(), name="fairgate-health")
+        self.telemetry.start()
         if self.fleet is not None:
             self.fleet.start()
         self._watch_sighup()
@@ -153,6 +156,7 @@ class Runtime:
             self._health_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._health_task
+        await self.telemetry.stop()
         if self.fleet is not None:
             await self.fleet.stop()
         for model in self.models.values():

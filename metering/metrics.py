@@ -1,15 +1,27 @@
 """Prometheus metrics of the gateway, on a registry passed in (never the global one).
 
-Names are under ``fairgate_``, in base units; labels are bounded: ``tenant`` takes only
-configured tenant names, ``model`` only configured models, ``status`` a fixed set.
+Names are under ``fairgate_``, in base units (seconds, tokens), ``_total`` only on counters
+(prometheus_client appends it to a Counter's name itself). Labels are bounded: once
+``restrict`` is called, ``tenant`` takes only configured tenant names and ``model`` only
+configured models; anything else is counted under ``other``. ``status`` and ``kind`` take
+fixed sets of values; API keys never appear in any label.
+
+The scheduler's state, the fairness index and the engines' own gauges are read at scrape
+time by the gateway's collector (``gateway.telemetry``), not kept here.
 """
 
 from __future__ import annotations
+
+import contextlib
+from collections.abc import Container
+from typing import SupportsFloat
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from metering.usage import Usage
 
+OTHER = "other"  # the label value of any tenant or model that is not configured
+TOKEN_KINDS = ("prompt", "cached_prompt", "completion", "reasoning")
 _LATENCY = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
 _ITL = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5)
 
@@ -17,7 +29,11 @@ _ITL = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5)
 class GatewayMetrics:
     def __init__(self, registry: CollectorRegistry) -> None:
         self.registry = registry
+        self._tenants: Container[str] | None = None
+        self._models: Container[str] | None = None
+        self._prefix: dict[tuple[str, str], tuple[int, int]] = {}  # (prompt, cached) totals
         tm = ["tenant", "model"]
+        mr = ["model", "replica"]
         self.requests = Counter(
             "fairgate_requests",
             "Requests finished, by outcome.",
@@ -30,7 +46,11 @@ class GatewayMetrics:
             registry=registry,
         )
         self.tokens = Counter(
-            "fairgate_tokens", "Tokens metered, by kind.", [*tm, "kind"], registry=registry
+            "fairgate_tokens",
+            "Tokens metered, by kind: prompt (cached included), cached_prompt, completion "
+            "(reasoning included), reasoning.",
+            [*tm, "kind"],
+            registry=registry,
         )
         self.cost = Counter(
             "fairgate_cost", "Cost billed, in the configured currency.", tm, registry=registry
@@ -63,6 +83,18 @@ class GatewayMetrics:
             buckets=_ITL,
             registry=registry,
         )
+        self.prefix_prompt = Counter(
+            "fairgate_prefix_prompt_tokens",
+            "Prompt tokens of finished requests, by the replica that served them.",
+            mr,
+            registry=registry,
+        )
+        self.prefix_cached = Counter(
+            "fairgate_prefix_cached_tokens",
+            "Prompt tokens the engine reported served from its prefix cache, by replica.",
+            mr,
+            registry=registry,
+        )
         self.disagreements = Counter(
             "fairgate_usage_disagreements",
             "Requests whose gateway-side token counts differ from the engine's usage.",
@@ -78,16 +110,21 @@ class GatewayMetrics:
             buckets=_ITL,
             registry=registry,
         )
+        self.audits = Counter(
+            "fairgate_audits",
+            "Audit challenges answered (opened leaves with inclusion proofs).",
+            registry=registry,
+        )
         self.replica_healthy = Gauge(
             "fairgate_replica_healthy",
             "1 when the replica passes its health check.",
-            ["model", "replica"],
+            mr,
             registry=registry,
         )
         self.replica_restarts = Counter(
             "fairgate_replica_restarts",
-            "Replicas restarted after failing.",
-            ["model", "replica"],
+            "Engine restarts of the replica, as its supervisor reports them.",
+            mr,
             registry=registry,
         )
         self.retries = Counter(
@@ -97,7 +134,60 @@ class GatewayMetrics:
             registry=registry,
         )
 
+    # bounded labels --------------------------------------------------------------------
+    def restrict(self, *, tenants: Container[str], models: Container[str]) -> None:
+        """Label only these tenants and models (live containers: a dict that grows is
+        followed); everything else becomes ``other``."""
+        self._tenants, self._models = tenants, models
+
+    def tenant_label(self, tenant: str) -> str:
+        return tenant if self._tenants is None or tenant in self._tenants else OTHER
+
+    def model_label(self, model: str) -> str:
+        return model if self._models is None or model in self._models else OTHER
+
+    def labels(self, tenant: str, model: str) -> tuple[str, str]:
+        return self.tenant_label(tenant), self.model_label(model)
+
+    # observations ----------------------------------------------------------------------
+    def observe_request(
+        self,
+        tenant: str,
+        model: str,
+        status: str,
+        usage: Usage,
+        *,
+        replica: str | None = None,
+        cost: SupportsFloat | None = None,
+        duration: float | None = None,
+        queue_wait: float | None = None,
+    ) -> None:
+        """Everything one finished request adds, under bounded labels."""
+        tenant, model = self.labels(tenant, model)
+        self.requests.labels(tenant, model, status).inc()
+        self.observe_usage(tenant, model, usage)
+        if cost is not None:
+            self.cost.labels(tenant, model).inc(float(cost))
+        if duration is not None:
+            self.duration.labels(tenant, model).observe(duration)
+        if queue_wait is not None:
+            self.queue_wait.labels(tenant, model).observe(queue_wait)
+        if replica is not None and usage.prompt_tokens:
+            self.prefix_prompt.labels(model, replica).inc(usage.prompt_tokens)
+            self.prefix_cached.labels(model, replica).inc(usage.cached_tokens)
+            prompt, cached = self._prefix.get((model, replica), (0, 0))
+            self._prefix[model, replica] = (
+                prompt + usage.prompt_tokens,
+                cached + usage.cached_tokens,
+            )
+
+    def prefix_hit_ratio(self, model: str, replica: str) -> float | None:
+        """Share of the replica's prompt tokens the engine reported cached, since start."""
+        prompt, cached = self._prefix.get((self.model_label(model), replica), (0, 0))
+        return cached / prompt if prompt else None
+
     def observe_usage(self, tenant: str, model: str, usage: Usage) -> None:
+        tenant, model = self.labels(tenant, model)
         kinds = {
             "prompt": usage.prompt_tokens,
             "cached_prompt": usage.cached_tokens,
@@ -106,3 +196,28 @@ class GatewayMetrics:
         }
         for kind, value in kinds.items():
             self.tokens.labels(tenant, model, kind).inc(value)
+
+    def observe_first_token(self, tenant: str, model: str, seconds: float) -> None:
+        self.ttft.labels(*self.labels(tenant, model)).observe(seconds)
+
+    def observe_inter_token(self, tenant: str, model: str, seconds: float) -> None:
+        self.itl.labels(*self.labels(tenant, model)).observe(seconds)
+
+    def replica_added(self, model: str, replica: str) -> None:
+        """Create the replica's series at zero, so dashboards see it before any event."""
+        model = self.model_label(model)
+        self.replica_restarts.labels(model, replica)
+        self.prefix_prompt.labels(model, replica)
+        self.prefix_cached.labels(model, replica)
+
+    def replica_removed(self, model: str, replica: str) -> None:
+        model = self.model_label(model)
+        self._prefix.pop((model, replica), None)
+        for metric in (
+            self.replica_healthy,
+            self.replica_restarts,
+            self.prefix_prompt,
+            self.prefix_cached,
+        ):
+            with contextlib.suppress(KeyError):
+                metric.remove(model, replica)

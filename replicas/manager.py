@@ -38,11 +38,12 @@ class ReplicaManager:
         log_dir: Path | None = None,
         keep_replicas: bool = False,
     ) -> None:
-        self.address = address
+        # Like Ray itself: an explicit address, else $RAY_ADDRESS, else a new local instance.
+        self.address = address or os.environ.get("RAY_ADDRESS") or None
         self.log_dir = log_dir
-        self.keep_replicas = keep_replicas and address is not None
+        self.keep_replicas = keep_replicas and self.address is not None
         self.replicas: dict[str, RayVllmReplica] = {}  # by replica id, while not stopped
-        self.owns_ray = False
+        self.initialized_ray = False  # this manager called ray.init (and will ray.shutdown)
         self.connected = False
         self._connect_lock = asyncio.Lock()
 
@@ -67,16 +68,19 @@ class ReplicaManager:
         if ray.is_initialized():  # e.g. an embedding application connected already
             return
         if self.local:
+            # "local": never attach to another Ray instance found running on this machine.
             ray.init(
+                address="local",
                 num_cpus=os.cpu_count(),
                 include_dashboard=False,
                 namespace=NAMESPACE,
                 log_to_driver=False,
                 object_store_memory=LOCAL_OBJECT_STORE_BYTES,
+                logging_level=logging.WARNING,
             )
-            self.owns_ray = True
         else:
             ray.init(address=self.address, namespace=NAMESPACE, log_to_driver=False)
+        self.initialized_ray = True
 
     def replica(
         self, model: str, index: int, spec: VllmSpec, num_cpus: float, num_gpus: float
@@ -129,10 +133,13 @@ class ReplicaManager:
             await asyncio.gather(*(replica.stop() for replica in replicas))
         for replica in replicas:
             await replica.aclose()
-        if self.owns_ray:
+        if self.initialized_ray:
+            # Local: stops Ray. On a cluster: only disconnects (detached actors live on).
             started = time.monotonic()
             await asyncio.to_thread(ray.shutdown)
-            log.info("local Ray stopped after %.1f s", time.monotonic() - started)
+            self.initialized_ray = False
+            what = "local Ray stopped" if self.local else "disconnected from Ray"
+            log.info("%s after %.1f s", what, time.monotonic() - started)
         for replica in replicas:
             self._sweep(replica)
         self.replicas.clear()

@@ -129,11 +129,13 @@ class RayVllmReplica:
         self._launch: asyncio.Task[None] | None = None
         self._launched_at = time.monotonic()
         self._progress_at = 0.0
+        self._wanted = False  # launch() was called: keep an actor alive from now on
         self._stopping = False
 
     # -- lifecycle ---------------------------------------------------------------------
     def launch(self) -> None:
         """Create (or adopt) the actor and start its engine, in the background."""
+        self._wanted = True
         if self._stopping or (self._launch is not None and not self._launch.done()):
             return
         self._launch = asyncio.create_task(self._create(), name=f"fairgate-launch-{self.name}")
@@ -221,8 +223,8 @@ class RayVllmReplica:
     async def check_health(self) -> bool:
         actor = self._actor
         if actor is None:
-            if not self._stopping and (self._launch is None or self._launch.done()):
-                self.launch()
+            if self._wanted and not self._stopping and self._launch is not None:
+                self.launch()  # the last attempt to create the actor failed: try again
             return False
         try:
             status: EngineStatus = await asyncio.wait_for(actor.status.remote(), STATUS_TIMEOUT_S)
