@@ -101,6 +101,9 @@ class SchedulerSection(_Strict):
     completion_weight: float = Field(default=2.0, ge=0)
     max_inflight_per_replica: int = Field(default=4, ge=1)
     max_queued_per_tenant: int = Field(default=256, ge=1)
+    # Adapt each replica's in-flight limit from its engine's running/waiting counts.
+    adaptive_inflight: bool = True
+    max_inflight_ceiling: int = Field(default=64, ge=1)
 
 
 class LedgerSection(_Strict):

@@ -14,13 +14,23 @@ import time
 from collections.abc import Callable
 
 from gateway.errors import RateLimited, Unavailable
-from scheduler import Job, NoReplica, QueueFull, Scheduler, UnknownJob
+from scheduler import Job, NoReplica, QueueFull, Scheduler, UnknownJob, tune_inflight_limit
 
 
 class Dispatcher:
-    def __init__(self, scheduler: Scheduler, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        scheduler: Scheduler,
+        clock: Callable[[], float] = time.monotonic,
+        *,
+        adaptive: bool = False,
+        ceiling: int = 64,
+    ) -> None:
         self.scheduler = scheduler
         self._clock = clock
+        self._adaptive = adaptive
+        self._ceiling = max(ceiling, scheduler.config.max_inflight_per_replica)
+        self._limits: dict[str, int] = {}
         self._waiting: dict[str, asyncio.Future[str]] = {}
         self._running: set[str] = set()
 
@@ -75,10 +85,6 @@ class Dispatcher:
                 continue
             future.set_result(dispatch.replica_id)
 
-    def first_token(self, job_id: str, cached_tokens: int | None = None) -> None:
-        if job_id in self._running:
-            self.scheduler.first_token(job_id, cached_tokens, self._clock())
-
     def tokens(self, job_id: str, n: int) -> None:
         if job_id in self._running:
             self.scheduler.tokens(job_id, n, self._clock())
@@ -88,8 +94,11 @@ class Dispatcher:
         self._forget(job_id)
 
     def finish(self, job_id: str, cached_tokens: int | None = None) -> None:
+        """The job ended. Engines report their real cached-prompt count only in the final
+        usage, so the scheduler's first-token correction of the prompt charge happens here."""
         if job_id in self._running:
             self._running.discard(job_id)
+            self.scheduler.first_token(job_id, cached_tokens, self._clock())
             self.scheduler.finish(job_id, self._clock())
         else:
             self._forget(job_id)
@@ -111,6 +120,18 @@ class Dispatcher:
                     Unavailable(f"replica {replica_id} was removed and no other replica is up")
                 )
         self.pump()
+
+    def engine_load(self, replica_id: str, running: int, waiting: int) -> None:
+        """The engine's own counts: shrink the in-flight limit when the engine starts queueing
+        (so order is decided here, not by its FIFO), grow it while the engine keeps up."""
+        if not self._adaptive:
+            return
+        current = self._limits.get(replica_id, self.scheduler.config.max_inflight_per_replica)
+        limit = tune_inflight_limit(current, running, waiting, ceiling=self._ceiling)
+        if limit != current:
+            self._limits[replica_id] = limit
+            self.scheduler.set_inflight_limit(replica_id, limit)
+            self.pump()
 
     def replica_health(self, replica_id: str, healthy: bool) -> None:
         self.scheduler.set_replica_health(replica_id, healthy, self._clock())

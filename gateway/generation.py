@@ -204,7 +204,6 @@ class Generation:
         if self._first_token_at is None:
             self._first_token_at = now
             metrics.observe_first_token(*labels, now - self.started)
-            self.runtime.dispatcher.first_token(self.request_id)
         elif self._last_token_at is not None:
             metrics.observe_inter_token(*labels, (now - self._last_token_at) / generated)
         self._last_token_at = now

@@ -115,7 +115,11 @@ class Runtime:
         self.scheduler = Scheduler(scheduler_config(config))
         for tenant in self.tenants.values():
             self.scheduler.set_tenant(tenant.name, tenant.weight)
-        self.dispatcher = Dispatcher(self.scheduler)
+        self.dispatcher = Dispatcher(
+            self.scheduler,
+            adaptive=config.scheduler.adaptive_inflight,
+            ceiling=config.scheduler.max_inflight_ceiling,
+        )
         self.recorder = recorder or Recorder.open(config, self.metrics)
         self.models: dict[str, ModelRuntime] = {}
         self.started_at = time.time()

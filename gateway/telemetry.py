@@ -152,9 +152,16 @@ class Telemetry:
         live = {replica_id for _, replica_id, _ in targets}
         for (model, replica_id, _), reading in zip(targets, readings, strict=True):
             self.engines[replica_id] = EngineReading(model, reading)
+            self._feed_admission(replica_id, reading)
         for replica_id in list(self.engines):
             if replica_id not in live:
                 del self.engines[replica_id]
+
+    def _feed_admission(self, replica_id: str, reading: EngineMetrics | None) -> None:
+        running = reading.get("fairgate_engine_requests_running") if reading else None
+        waiting = reading.get("fairgate_engine_requests_waiting") if reading else None
+        if running is not None and waiting is not None:
+            self.runtime.dispatcher.engine_load(replica_id, int(running), int(waiting))
 
     def sample(self, stats: SchedulerStats) -> None:
         self.fairness.observe(

@@ -40,7 +40,7 @@ class OpenAIReplica:
         *,
         api_key: str | None = None,
         client: httpx.AsyncClient | None = None,
-        token_ids: bool = True,
+        extensions: bool = True,
     ) -> None:
         self.replica_id = replica_id
         self.model = model
@@ -49,13 +49,26 @@ class OpenAIReplica:
         self._client = client or httpx.AsyncClient(
             headers=headers, timeout=httpx.Timeout(connect=5.0, read=600.0, write=30.0, pool=30.0)
         )
-        self._token_ids = token_ids
+        # vLLM's extension: token ids per chunk (exact attribution of hidden tokens). Turned
+        # off for good the first time an upstream refuses it.
+        self.extensions = extensions
 
     async def stream(self, request: EngineRequest) -> AsyncIterator[EngineEvent]:
+        try:
+            async for event in self._stream(request, self.extensions):
+                yield event
+        except ReplicaRejected as rejected:
+            if not (self.extensions and _refuses_extensions(rejected)):
+                raise
+            self.extensions = False
+            async for event in self._stream(request, False):
+                yield event
+
+    async def _stream(self, request: EngineRequest, extensions: bool) -> AsyncIterator[EngineEvent]:
         body = dict(request.body)
         body["stream"] = True
         body["stream_options"] = {"include_usage": True}
-        if self._token_ids:
+        if extensions:
             body["return_token_ids"] = True
         started = False
         try:
@@ -117,11 +130,11 @@ class OpenAIReplica:
             prompt_ids = choices[0].get("prompt_token_ids")
         if prompt_ids:
             events.append(EnginePrompt(tuple(prompt_ids)))
-        for choice in choices:
-            events.extend(_deltas(choice, endpoint))
         usage = payload.get("usage")
         if usage:
             events.append(_usage(usage))
+        for choice in choices:
+            events.extend(_deltas(choice, endpoint))
         return events
 
     async def check_health(self) -> bool:
@@ -175,6 +188,13 @@ def _deltas(choice: dict[str, Any], endpoint: str) -> list[EngineEvent]:
     elif content or ids or finish:
         events.append(EngineDelta(content, Part.CONTENT, ids, list(logprobs), finish))
     return events
+
+
+def _refuses_extensions(rejected: ReplicaRejected) -> bool:
+    text = f"{rejected.param} {rejected.message}"
+    return rejected.status == 400 and any(
+        name in text for name in ("return_token_ids", "continuous_usage_stats")
+    )
 
 
 def _usage(usage: dict[str, Any]) -> EngineUsage:
