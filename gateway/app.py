@@ -12,7 +12,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from gateway import admin, api, ops
+from gateway import admin, api, audit, ops
 from gateway.config import Config
 from gateway.errors import APIError, error_body
 from gateway.runtime import Runtime
@@ -38,6 +38,7 @@ def create_app(config: Config, runtime: Runtime | None = None) -> FastAPI:
     app.include_router(api.router)
     app.include_router(ops.router)
     app.include_router(admin.router)
+    app.include_router(audit.router)
     app.middleware("http")(_request_id)
     app.add_exception_handler(APIError, _api_error)  # type: ignore[arg-type]
     app.add_exception_handler(RequestValidationError, _validation_error)  # type: ignore[arg-type]

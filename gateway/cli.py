@@ -70,9 +70,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _register_optional(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    from gateway import cli_ledger, cli_replicas
+    from gateway import cli_audit, cli_ledger, cli_replicas
 
     cli_ledger.register(sub, load_config_from)
+    cli_audit.register(sub)
     cli_replicas.register(sub, load_config_from)
 
 

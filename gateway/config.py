@@ -123,6 +123,7 @@ class Config(_Strict):
     listen: Listen = Field(default_factory=Listen)
     data_dir: Path = Path("./.fairgate")
     admin_key: str | None = None
+    audit_key: str | None = None  # for POST /v1/audit/challenge; the admin key works too
     tenants: list[TenantConfig] = Field(default_factory=list)
     models: list[ModelConfig] = Field(default_factory=list)
     scheduler: SchedulerSection = Field(default_factory=SchedulerSection)

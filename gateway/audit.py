@@ -1,0 +1,126 @@
+"""The audit endpoint: the gateway's side of the challenge in :mod:`metering.audit`.
+
+    POST /v1/audit/challenge   {"request_id": "...", "nonce": "<hex, 16..64 bytes>",
+                                "samples": 1..256 (default 8)}
+      200  {"object": "fairgate.audit.response", "request_id", "nonce", "samples",
+            "block_size", "record": <the signed ledger record>, "openings": [...]}
+      401  no key, or a wrong one           403  a tenant API key
+      400  a malformed body                 404  no such record, or its hidden tokens were
+                                                 committed but their opening is not in the store
+
+A record with zero hidden tokens is answered (200) with nothing to open, so an auditor can still
+check its signature and that it bills no reasoning. Auditors present ``audit_key`` from the
+configuration, or the admin key (see :mod:`gateway.admin`), as a Bearer token; both are compared
+in constant time, and tenant keys never work: a tenant must not choose what gets opened.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Request
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError, field_validator
+
+from gateway.admin import admin_key
+from gateway.api import _json_body
+from gateway.auth import bearer_token
+from gateway.errors import APIError, Forbidden, InvalidRequest, Unauthorized
+from gateway.runtime import Runtime
+from metering.audit import (
+    DEFAULT_SAMPLES,
+    MAX_NONCE_BYTES,
+    MAX_SAMPLES,
+    MIN_NONCE_BYTES,
+    Challenge,
+    answer_challenge,
+)
+from metering.commitment import Opening
+from metering.ledger import Ledger
+
+router = APIRouter(prefix="/v1/audit")
+
+
+class RecordNotFound(APIError):
+    status = 404
+    type = "invalid_request_error"
+    code = "record_not_found"
+
+
+class ChallengeBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    request_id: str = Field(min_length=1, max_length=256)
+    nonce: str = Field(min_length=2 * MIN_NONCE_BYTES, max_length=2 * MAX_NONCE_BYTES)
+    samples: Annotated[StrictInt, Field(ge=1, le=MAX_SAMPLES)] = DEFAULT_SAMPLES
+
+    @field_validator("nonce")
+    @classmethod
+    def _hex(cls, value: str) -> str:
+        try:
+            bytes.fromhex(value)
+        except ValueError:
+            raise ValueError("must be hex digits, two per byte") from None
+        return value
+
+
+def require_auditor(request: Request) -> Runtime:
+    runtime: Runtime = request.app.state.runtime
+    token = bearer_token(request.headers.get("authorization"))
+    if not token:
+        raise Unauthorized(
+            "This endpoint needs the audit key. Send it as 'Authorization: Bearer <key>'."
+        )
+    config = runtime.config
+    accepted = [key for key in (config.audit_key, admin_key(config)) if key]
+    # Compare with every key (no early exit), so timing does not tell which one matched.
+    matches = [hmac.compare_digest(token.encode(), key.encode()) for key in accepted]
+    if not any(matches):
+        if runtime.keyring.lookup(token) is not None:
+            raise Forbidden("A tenant API key cannot use the audit endpoints.")
+        raise Unauthorized("Incorrect audit key provided.")
+    return runtime
+
+
+def _parse(data: dict[str, Any]) -> Challenge:
+    try:
+        body = ChallengeBody.model_validate(data)
+    except ValidationError as error:
+        first = error.errors()[0]
+        param = ".".join(str(p) for p in first["loc"]) or None
+        message = f"Invalid value for '{param}': {first['msg']}" if param else first["msg"]
+        if first["type"] == "missing":
+            message = f"Missing required parameter: '{param}'."
+        raise InvalidRequest(message, param=param) from None
+    return Challenge(body.request_id, bytes.fromhex(body.nonce), body.samples)
+
+
+def _lookup(ledger: Ledger, request_id: str) -> tuple[dict[str, Any] | None, Opening | None]:
+    record = ledger.get(request_id)
+    if record is None or not record["commitment"]["leaves"]:
+        return record, None
+    return record, ledger.hidden(request_id)
+
+
+@router.post("/challenge")
+async def challenge(request: Request) -> dict[str, Any]:
+    runtime = require_auditor(request)
+    challenge = _parse(await _json_body(request))
+    ledger = runtime.recorder.ledger
+    record, opening = await asyncio.to_thread(_lookup, ledger, challenge.request_id)
+    if record is None:
+        raise RecordNotFound(
+            f"No ledger record for request '{challenge.request_id}'.", param="request_id"
+        )
+    if record["commitment"]["leaves"] and opening is None:
+        raise RecordNotFound(
+            f"Request '{challenge.request_id}' committed hidden tokens, but their opening is not "
+            "in the audit store.",
+            param="request_id",
+            code="opening_not_found",
+        )
+    # Rebuilding the tree hashes every hidden token: off the event loop, like the ledger reads.
+    answer = await asyncio.to_thread(answer_challenge, record, opening, challenge)
+    runtime.metrics.audits.inc()
+    return answer.to_dict()

@@ -1,0 +1,224 @@
+"""``fairgate audit``: challenge a gateway over a receipt's hidden tokens and verify its answer.
+
+    fairgate audit --url http://HOST:PORT --audit-key KEY --receipt FILE_OR_JSON
+                   [--samples N] [--tokenizer PATH] [--token-mismatch fail|report] [--json]
+
+The receipt is a file or inline JSON: the receipt object itself, or a whole completion response
+that carries one under ``receipt``. The key may come from ``$FAIRGATE_AUDIT_KEY`` instead of
+``--audit-key`` (keeps it out of the process list). It needs no configuration: an auditor runs it
+from anywhere. It fetches the gateway's public keys (``/.well-known/fairgate-keys``), sends a fresh
+32-byte nonce from ``os.urandom`` and checks the answer with :func:`metering.audit.verify_audit`.
+
+Exit codes: 0 the audit passed; 1 findings, including a gateway that answers 404 for a receipt
+(it signed a record it cannot back); 2 usage errors, an unreachable gateway, or a refused key.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from metering.audit import (
+    DEFAULT_SAMPLES,
+    MAX_SAMPLES,
+    AuditReport,
+    Challenge,
+    Retokenize,
+    TokenPolicy,
+    parse_receipt,
+    verify_audit,
+)
+from metering.errors import SigningKeyError
+from metering.record import Receipt
+from metering.signing import parse_public_keys
+
+EXIT_OK = 0
+EXIT_FINDINGS = 1
+EXIT_USAGE = 2
+KEY_ENV = "FAIRGATE_AUDIT_KEY"
+NONCE_BYTES = 32
+KEYS_PATH = "/.well-known/fairgate-keys"
+CHALLENGE_PATH = "/v1/audit/challenge"
+
+
+class AuditClientError(Exception):
+    """The audit could not run: bad input, an unreachable gateway, a refused key (exit 2)."""
+
+
+def load_receipt(source: str) -> Receipt:
+    """A receipt from a file path or inline JSON (a receipt, or a response holding one)."""
+    text = source
+    if not source.lstrip().startswith("{"):
+        try:
+            text = Path(source).read_text(encoding="utf-8")
+        except OSError as exc:
+            raise AuditClientError(f"cannot read receipt {source}: {exc.strerror}") from None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise AuditClientError(f"receipt is not JSON: {exc}") from None
+    if isinstance(data, dict) and isinstance(data.get("receipt"), dict):
+        data = data["receipt"]
+    try:
+        return parse_receipt(data)
+    except ValueError as exc:
+        raise AuditClientError(f"not a receipt: {exc}") from None
+
+
+def load_retokenizer(path: str) -> Retokenize:
+    """``text -> token ids`` (no special tokens) from a ``tokenizer.json`` or a model folder."""
+    try:
+        if Path(path).is_file():
+            from tokenizers import Tokenizer
+
+            tokenizer = Tokenizer.from_file(path)
+            return lambda text: tokenizer.encode(text, add_special_tokens=False).ids
+        from metering.tokens import HFTokenizer
+
+        return HFTokenizer(path).encode
+    except Exception as exc:  # tokenizers and transformers raise many kinds
+        raise AuditClientError(f"cannot load tokenizer {path}: {exc}") from None
+
+
+def _error_message(response: httpx.Response) -> str:
+    try:
+        return str(response.json()["error"]["message"])
+    except (ValueError, KeyError, TypeError):
+        return response.text[:200] or response.reason_phrase
+
+
+def run_audit(
+    base_url: str,
+    audit_key: str,
+    receipt: Receipt,
+    *,
+    samples: int = DEFAULT_SAMPLES,
+    nonce: bytes | None = None,
+    retokenize: Retokenize | None = None,
+    token_policy: TokenPolicy = TokenPolicy.EXACT,
+    timeout: float = 30.0,
+    transport: httpx.BaseTransport | None = None,
+) -> AuditReport:
+    """Fetch the gateway's keys, challenge it over ``receipt`` and verify the answer.
+
+    ``nonce`` defaults to fresh ``os.urandom`` bytes; pass one only to replay a challenge.
+    Raises :class:`AuditClientError` when the audit cannot run at all.
+    """
+    challenge = Challenge(receipt.request_id, nonce or os.urandom(NONCE_BYTES), samples)
+    headers = {"Authorization": f"Bearer {audit_key}"}
+    try:
+        with httpx.Client(base_url=base_url, timeout=timeout, transport=transport) as client:
+            keys_response = client.get(KEYS_PATH)
+            if keys_response.status_code != 200:
+                raise AuditClientError(
+                    f"{KEYS_PATH}: HTTP {keys_response.status_code}: "
+                    f"{_error_message(keys_response)}"
+                )
+            answer = client.post(CHALLENGE_PATH, json=challenge.to_dict(), headers=headers)
+    except httpx.HTTPError as exc:
+        raise AuditClientError(f"cannot reach {base_url}: {exc}") from None
+    try:
+        keys = parse_public_keys(keys_response.text)
+    except SigningKeyError as exc:
+        raise AuditClientError(f"{KEYS_PATH}: {exc}") from None
+    if answer.status_code == 404:
+        return AuditReport.unanswered(
+            receipt, f"the gateway answered 404: {_error_message(answer)}"
+        )
+    if answer.status_code != 200:
+        raise AuditClientError(
+            f"{CHALLENGE_PATH}: HTTP {answer.status_code}: {_error_message(answer)}"
+        )
+    try:
+        body: Any = answer.json()
+    except ValueError:
+        body = None  # verify_audit reports it as malformed
+    return verify_audit(
+        receipt, challenge, body, keys, retokenize=retokenize, token_policy=token_policy
+    )
+
+
+def _samples(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if not 1 <= value <= MAX_SAMPLES:
+        raise argparse.ArgumentTypeError(f"must be 1..{MAX_SAMPLES}")
+    return value
+
+
+def register(subparsers: Any) -> None:
+    """Add ``audit`` to an argparse subparsers object; it sets ``func(args) -> int``."""
+    parser = subparsers.add_parser(
+        "audit",
+        help="challenge a gateway over a receipt's hidden tokens and verify the answer",
+        description="Send a fresh random nonce to the gateway's audit endpoint; it opens the "
+        "hidden tokens the nonce samples (always including the last) with inclusion proofs and "
+        "their blocks. Checks the signed record, the count, the proofs and the blocks. "
+        "Exit 0 ok, 1 findings, 2 usage or connection errors.",
+    )
+    parser.add_argument("--url", required=True, help="the gateway, e.g. http://127.0.0.1:8000")
+    parser.add_argument(
+        "--audit-key",
+        default=os.environ.get(KEY_ENV),
+        help=f"the gateway's audit (or admin) key (default: ${KEY_ENV})",
+    )
+    parser.add_argument(
+        "--receipt",
+        required=True,
+        metavar="FILE_OR_JSON",
+        help="the receipt: a file, or inline JSON; a whole completion response works too",
+    )
+    parser.add_argument(
+        "--samples",
+        type=_samples,
+        default=DEFAULT_SAMPLES,
+        help=f"positions to open, the last one included (default {DEFAULT_SAMPLES})",
+    )
+    parser.add_argument(
+        "--tokenizer",
+        metavar="PATH",
+        help="a tokenizer.json or model folder: check each opened block re-tokenizes to its ids",
+    )
+    parser.add_argument(
+        "--token-mismatch",
+        choices=[p.value for p in TokenPolicy],
+        default=TokenPolicy.EXACT.value,
+        help="a re-tokenization mismatch fails the audit (exact, default) or is a warning (report)",
+    )
+    parser.add_argument("--json", action="store_true", help="print the report as JSON")
+    parser.set_defaults(func=_audit)
+
+
+def _audit(args: argparse.Namespace) -> int:
+    if not args.audit_key:
+        print(f"fairgate audit: give --audit-key or set ${KEY_ENV}", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        receipt = load_receipt(args.receipt)
+        retokenize = load_retokenizer(args.tokenizer) if args.tokenizer else None
+        report = run_audit(
+            args.url.rstrip("/"),
+            args.audit_key,
+            receipt,
+            samples=args.samples,
+            retokenize=retokenize,
+            token_policy=TokenPolicy(args.token_mismatch),
+        )
+    except AuditClientError as exc:
+        print(f"fairgate audit: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    if args.json:
+        print(json.dumps(report.to_dict(), indent=2))
+    else:
+        print(report.summary())
+        for finding in report.findings:
+            print(f"  {finding}")
+    return EXIT_OK if report.ok else EXIT_FINDINGS
