@@ -27,7 +27,7 @@ Protocol::
   the gateway cannot arrange for the sample to miss padding it added.
 * **Answer** (:func:`answer_challenge`, the gateway's side): the signed ledger record, the block
   size, and per sampled position the committed leaf hash and a :class:`LeafOpening` (position,
-  token id, the request's salt, the whole block — start, token ids, text — the leaf's
+  token id, the block's salt, the whole block — start, token ids, text — the leaf's
   fingerprint binds, and the inclusion proof).
 * **Checks** (:func:`verify_audit`), each failure a :class:`Finding` with a :class:`Reason`:
   the record's Ed25519 signature under a published key whose id is derived from the key itself;
@@ -45,11 +45,11 @@ Protocol::
 * **Zero hidden tokens**: nothing is sampled or opened; the auditor still checks the signed record,
   the count, and that the root is RFC 6962's empty root.
 
-What an answer reveals: the sampled blocks (ids and text), the proof hashes, and the request's salt
-(one per request in the v1 leaf format, see :mod:`metering.commitment`). Never the text or ids of a
-block without a sampled position. Proof elements are hashes of unopened leaves and subtrees; an
-unopened leaf's preimage includes its block's fingerprint, so guessing it means guessing the whole
-block (ids and text), which the default 16-token blocks put out of reach.
+What an answer reveals: the sampled blocks (ids, text and salt) and the proof hashes. Never the
+text, ids or salt of a block without a sampled position (each block's salt is derived from the
+request's secret, see :mod:`metering.commitment`). Proof elements are hashes of unopened leaves
+and subtrees; an unopened leaf's preimage includes its block's secret salt and fingerprint, so it
+cannot be guessed from the proofs.
 
 Verification does not raise on a bad answer: a bad answer is an expected outcome, so it returns an
 :class:`AuditReport` listing every finding. This module is pure: hashing and data only, no I/O.

@@ -6,9 +6,12 @@ auditor can later check, by sampling, that the billed count is real (CoIn, arXiv
 * Hidden tokens are grouped into **blocks** of ``block_size`` consecutive positions. A block's
   **fingerprint** is SHA-256 over a domain tag, the block's start position, its token ids and its
   text, so a leaf opened later cannot be paired with a different block.
-* Leaf ``i`` is the RFC 6962 leaf hash of ``salt || position || token id || fingerprint``
-  (32-byte per-request secret salt, u64 and u32 big-endian, 32-byte fingerprint). The salt keeps
-  leaves of small-vocabulary token ids from being guessed out of published proofs.
+* Leaf ``i`` is the RFC 6962 leaf hash of ``salt_b || position || token id || fingerprint``
+  (u64 and u32 big-endian, 32-byte fingerprint), where ``salt_b`` is its block's salt,
+  SHA-256 of a domain tag, the request's 32-byte secret and the block index. Salts keep leaves
+  of small-vocabulary token ids from being guessed out of published proofs; one salt per block
+  means opening a leaf (which shows its whole block anyway) reveals nothing about the blocks
+  left unopened.
 * The tree over all leaves is RFC 6962 (see :mod:`metering.merkle`); the ledger record carries
   its root and the leaf count, which must equal the billed reasoning tokens.
 
@@ -45,6 +48,7 @@ from metering.merkle import ALG, EMPTY_ROOT, MerkleTree, hash_leaf, verify_inclu
 SALT_SIZE = 32
 DEFAULT_BLOCK_SIZE = 16
 _BLOCK_DOMAIN = b"fairgate/hidden-block/v1\x00"
+_SALT_DOMAIN = b"fairgate/block-salt/v1\x00"
 _U64_U32 = struct.Struct(">QI")  # (block start, token count) or (position, token id)
 _LEAF = struct.Struct(">33sQI32s")  # 0x00 || salt, position, token id, fingerprint
 _sha256 = hashlib.sha256
@@ -89,17 +93,22 @@ def leaf_data(salt: bytes, position: int, token_id: int, fingerprint: bytes) -> 
     return salt + _U64_U32.pack(position, token_id) + fingerprint
 
 
+def block_salt(secret: bytes, block: int) -> bytes:
+    """The salt of one block's leaves, derived from the request's secret."""
+    return _sha256(_SALT_DOMAIN + secret + block.to_bytes(8, "big")).digest()
+
+
 def _leaf_hashes(
     salt: bytes, block_size: int, token_ids: Sequence[int], block_texts: Sequence[str]
 ) -> list[bytes]:
     # The hot loop: one struct.pack and one SHA-256 per hidden token (see bench/metering_cost.py).
-    prefix = b"\x00" + salt
     pack, sha = _LEAF.pack, _sha256
     leaves: list[bytes] = []
     for block, text in enumerate(block_texts):
         start = block * block_size
         ids = token_ids[start : start + block_size]
         fingerprint = block_fingerprint(start, ids, text)
+        prefix = b"\x00" + block_salt(salt, block)
         leaves.extend(
             sha(pack(prefix, position, token_id, fingerprint)).digest()
             for position, token_id in enumerate(ids, start)
@@ -208,7 +217,7 @@ class Opening:
         return LeafOpening(
             position=position,
             token_id=self.token_ids[position],
-            salt=self.salt,
+            salt=block_salt(self.salt, block),
             block_start=start,
             block_token_ids=self.token_ids[start : start + self.block_size],
             block_text=self.block_texts[block],

@@ -46,7 +46,7 @@ def test_zero_hidden_tokens_commit_to_the_empty_root() -> None:
     assert HiddenCommitter().opening().block_texts == ()
 
 
-def test_leaf_is_rfc6962_hash_of_salt_position_token_and_fingerprint() -> None:
+def test_leaf_is_rfc6962_hash_of_block_salt_position_token_and_fingerprint() -> None:
     committer = committer_with(6, block_size=4)
     opening = committer.opening()
     assert opening.block_texts == ("t0t1t2t3", "t4t5")
@@ -55,9 +55,13 @@ def test_leaf_is_rfc6962_hash_of_salt_position_token_and_fingerprint() -> None:
         + struct.pack(">4I", 100, 101, 102, 103) + b"t0t1t2t3"
     ).digest()  # fmt: skip
     fp1 = block_fingerprint(4, (104, 105), "t4t5")
+    salts = [
+        hashlib.sha256(b"fairgate/block-salt/v1\x00" + SALT + block.to_bytes(8, "big")).digest()
+        for block in (0, 1)
+    ]
     expected = [
-        hashlib.sha256(b"\x00" + SALT + struct.pack(">QI", i, 100 + i) + (fp0 if i < 4 else fp1))
-        .digest()
+        hashlib.sha256(b"\x00" + salts[i // 4] + struct.pack(">QI", i, 100 + i)
+                       + (fp0 if i < 4 else fp1)).digest()
         for i in range(6)
     ]  # fmt: skip
     assert opening.leaf_hashes() == expected
@@ -188,3 +192,10 @@ def test_property_chunks_keep_order_text_and_verify(
     if all_ids:
         tree = opening.tree()
         verify_leaf_opening(commitment, opening.open_leaf(len(all_ids) - 1, tree))
+
+
+def test_an_opened_leaf_reveals_only_its_own_blocks_salt() -> None:
+    opening = committer_with(8, block_size=2).opening()
+    salts = {opening.open_leaf(position).salt for position in range(8)}
+    assert len(salts) == 4 and opening.salt not in salts
+    assert opening.open_leaf(0).salt == opening.open_leaf(1).salt
