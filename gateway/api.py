@@ -84,7 +84,7 @@ async def _generate(request: Request, endpoint: Endpoint) -> Response:
     tenant = authenticate(runtime, request)
     model_name = ""
     try:
-        data = await _json_body(request)
+        data = await json_body(request)
         model_name = data.get("model") if isinstance(data.get("model"), str) else ""
         body = _validate(endpoint, data)
         model = runtime.models.get(body["model"])
@@ -129,7 +129,7 @@ async def _generate(request: Request, endpoint: Endpoint) -> Response:
     return await _complete(request, generation, renderer, headers)
 
 
-async def _json_body(request: Request) -> dict[str, Any]:
+async def json_body(request: Request) -> dict[str, Any]:
     declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > MAX_BODY_BYTES:
         raise PayloadTooLarge(f"request body exceeds {MAX_BODY_BYTES} bytes")

@@ -24,9 +24,9 @@ from fastapi import APIRouter, Request
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError, field_validator
 
 from gateway.admin import admin_key
-from gateway.api import _json_body
+from gateway.api import json_body
 from gateway.auth import bearer_token
-from gateway.errors import APIError, Forbidden, InvalidRequest, Unauthorized
+from gateway.errors import Forbidden, InvalidRequest, RecordNotFound, Unauthorized
 from gateway.runtime import Runtime
 from metering.audit import (
     DEFAULT_SAMPLES,
@@ -40,12 +40,6 @@ from metering.commitment import Opening
 from metering.ledger import Ledger
 
 router = APIRouter(prefix="/v1/audit")
-
-
-class RecordNotFound(APIError):
-    status = 404
-    type = "invalid_request_error"
-    code = "record_not_found"
 
 
 class ChallengeBody(BaseModel):
@@ -106,7 +100,7 @@ def _lookup(ledger: Ledger, request_id: str) -> tuple[dict[str, Any] | None, Ope
 @router.post("/challenge")
 async def challenge(request: Request) -> dict[str, Any]:
     runtime = require_auditor(request)
-    challenge = _parse(await _json_body(request))
+    challenge = _parse(await json_body(request))
     ledger = runtime.recorder.ledger
     record, opening = await asyncio.to_thread(_lookup, ledger, challenge.request_id)
     if record is None:

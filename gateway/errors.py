@@ -6,6 +6,7 @@
     ├── Unauthorized             401 authentication_error / invalid_api_key
     ├── Forbidden                403 permission_error
     ├── ModelNotFound            404 invalid_request_error / model_not_found
+    ├── RecordNotFound           404 invalid_request_error / record_not_found (audits)
     ├── PayloadTooLarge          413 invalid_request_error
     ├── RateLimited              429 rate_limit_error (with Retry-After)
     ├── UpstreamError            502 api_error (the engine failed mid-request)
@@ -79,6 +80,12 @@ class ModelNotFound(APIError):
     type = "invalid_request_error"
     code = "model_not_found"
     ledger_status = "model_not_found"
+
+
+class RecordNotFound(APIError):
+    status = 404
+    type = "invalid_request_error"
+    code = "record_not_found"
 
 
 class PayloadTooLarge(APIError):

@@ -36,6 +36,7 @@ FULL_VALUES = {
     "secrets": {
         "tenantKeys": {"default": ["sk-default-1"], "extra": ["sk-extra-1", "sk-extra-2"]},
         "ledgerUrl": "postgresql://fg:pw@pg:5432/fairgate",
+        "auditKey": "sk-audit-1",
         "signingKey": "-----BEGIN PRIVATE KEY-----\nMC4CAQ\n-----END PRIVATE KEY-----\n",
     },
     "metrics": {"serviceMonitor": {"enabled": True, "labels": {"release": "prometheus"}}},
@@ -221,6 +222,7 @@ def test_config_and_secret_merge_into_a_valid_gateway_config(tmp_path: Path) -> 
     keys = {t.name: t.api_keys for t in config.tenants}
     assert keys == {"default": ["sk-default-1"], "extra": ["sk-extra-1", "sk-extra-2"]}
     assert config.admin_key and config.admin_key.startswith("sk-fg-admin-")
+    assert config.audit_key == "sk-audit-1"
     assert config.ledger.url == "postgresql://fg:pw@pg:5432/fairgate"
     assert str(config.data_dir) == "/var/lib/fairgate"
     assert config.listen.host == "0.0.0.0" and config.listen.port == 8000
@@ -242,6 +244,7 @@ def test_an_existing_secret_replaces_the_generated_one(tmp_path: Path) -> None:
     ("values", "message"),
     [
         ({"config": {"admin_key": "x"}}, "secrets.adminKey"),
+        ({"config": {"audit_key": "x"}}, "secrets.auditKey"),
         ({"config": {"tenants": [{"name": "a", "api_keys": ["sk-a"]}]}}, "secrets.tenantKeys"),
     ],
 )

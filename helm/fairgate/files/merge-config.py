@@ -23,6 +23,9 @@ def merge(config: dict, secrets: Path) -> dict:
     admin_key = read(secrets, "admin-key")
     if admin_key:
         config["admin_key"] = admin_key
+    audit_key = read(secrets, "audit-key")
+    if audit_key:
+        config["audit_key"] = audit_key
     ledger_url = read(secrets, "ledger-url")
     if ledger_url:
         config.setdefault("ledger", {})["url"] = ledger_url

@@ -71,6 +71,9 @@ The gateway's configuration file, without secrets (merged in by the init contain
 {{- if hasKey $config "admin_key" }}
 {{- fail "config.admin_key: put the admin key in secrets.adminKey (or an existing Secret)" }}
 {{- end }}
+{{- if hasKey $config "audit_key" }}
+{{- fail "config.audit_key: put the audit key in secrets.auditKey (or an existing Secret)" }}
+{{- end }}
 {{- range $tenant := (default list $config.tenants) }}
 {{- if hasKey $tenant "api_keys" }}
 {{- fail (printf "config.tenants[%s].api_keys: put API keys in secrets.tenantKeys" $tenant.name) }}
