@@ -95,14 +95,21 @@ async def embedded_model(data_dir: Path) -> str:
     tail: list[str] = []
     if child.stderr is None or child.stdout is None:  # pragma: no cover - both are pipes
         raise RuntimeError("no pipes to the conversion process")
-    async for raw in child.stderr:
-        line = raw.decode(errors="replace").rstrip()
-        if line.startswith("@fairgate "):
-            log.info("%s", line.removeprefix("@fairgate "))
-        elif line:
-            tail = [*tail[-19:], line]
-    out = (await child.stdout.read()).decode().strip().splitlines()
-    if await child.wait() != 0 or not out:
+    try:
+        async for raw in child.stderr:
+            line = raw.decode(errors="replace").rstrip()
+            if line.startswith("@fairgate "):
+                log.info("%s", line.removeprefix("@fairgate "))
+            elif line:
+                tail = [*tail[-19:], line]
+        out = (await child.stdout.read()).decode().strip().splitlines()
+        code = await child.wait()
+    except BaseException:  # the gateway is stopping: so does the conversion
+        with contextlib.suppress(ProcessLookupError):
+            child.kill()
+        await child.wait()
+        raise
+    if code != 0 or not out:
         raise RuntimeError("converting the embedded model failed:\n" + "\n".join(tail))
     return out[-1]
 
@@ -128,20 +135,34 @@ class Fleet:
 
     async def _start(self) -> None:
         started = time.monotonic()
+        prepared = asyncio.gather(*(self._add_model(c) for c in self.configs))
         try:
-            models = await asyncio.gather(
-                self.manager.connect(), *(self._add_model(c) for c in self.configs)
-            )
-        except Exception:
-            log.exception("the vllm replicas could not be started")
-            return
-        for model in models[1:]:
+            await self._connect()
+            models = await prepared
+        except BaseException:  # stopped during start-up: stop preparing models too
+            prepared.cancel()
+            with contextlib.suppress(BaseException):
+                await prepared
+            raise
+        for model in models:
             if model is not None:
                 await self._clear_stale(model)
                 for replica in list(model.replicas.values()):
                     if isinstance(replica, RayVllmReplica):
                         replica.launch()
                 self._spawn(self._discover(model, started), f"fairgate-discover-{model.name}")
+
+    async def _connect(self) -> None:
+        """Until it works: a cluster's head may come up after the gateway (Kubernetes)."""
+        delays = iter((2.0, 5.0, 10.0))
+        while True:
+            try:
+                await self.manager.connect()
+                return
+            except Exception as error:
+                delay = next(delays, 30.0)
+                log.error("cannot start or reach Ray (%s); retrying in %.0f s", error, delay)
+                await asyncio.sleep(delay)
 
     async def _add_model(self, config: ModelConfig) -> ModelRuntime | None:
         try:
@@ -192,7 +213,8 @@ class Fleet:
                     name, index, spec, resources.num_cpus, resources.num_gpus
                 )
                 self.runtime.add_replica(model, replica)
-                replica.launch()
+                if self.manager.connected:  # else the start-up launches it once connected
+                    replica.launch()
             for index in plan.remove:
                 rid = replica_id(name, index)
                 replica = model.replicas.get(rid)

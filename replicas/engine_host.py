@@ -47,9 +47,11 @@ log = logging.getLogger("fairgate.engine")
 MAX_FAILED_STARTS = 3
 START_TIMEOUT_S = 900.0
 WARMUP_TIMEOUT_S = 300.0
-# The engine is declared dead after this many failed /health probes in a row, one a second,
-# while its process is still there (a hung API server or a dead EngineCore).
+# The engine is declared dead, while its process is still there (a dead EngineCore, a hung
+# API server), after this many /health probes in a row, one a second, that fail, or that time
+# out (5 s each: a saturated engine answers late but is alive, so give it minutes).
 UNHEALTHY_PROBES = 10
+SLOW_PROBES = 24
 BACKOFF_S = (1.0, 2.0, 5.0, 10.0, 30.0)
 
 
@@ -124,6 +126,7 @@ class EngineHost:
         cpu_build: bool | None = None,
         available_cores: Sequence[int] | None = None,
         clock: Callable[[], float] = time.monotonic,
+        command: Callable[..., list[str]] = vllm_command,
     ) -> None:
         self.spec = spec
         self.placement = placement
@@ -146,6 +149,7 @@ class EngineHost:
         self.max_model_len: int | None = None
         self.error: str | None = None
         self._clock = clock
+        self._command = command  # a stand-in server in tests
         self._task: asyncio.Task[None] | None = None
         log_dir = Path(placement.log_dir or Path(tempfile.gettempdir()) / "fairgate-logs")
         self.log_path = log_dir / f"{spec.served_model_name}-{placement.index}.log"
@@ -222,7 +226,7 @@ class EngineHost:
     async def _launch(self) -> None:
         host = "127.0.0.1" if self.placement.local else "0.0.0.0"
         port = free_port(host)
-        command = vllm_command(self.spec, port=port, host=host, cpu_build=self.cpu_build)
+        command = self._command(self.spec, port=port, host=host, cpu_build=self.cpu_build)
         env = vllm_env(
             host_ip=self.placement.node_ip,
             cpu_cores=self.cores,
@@ -285,7 +289,7 @@ class EngineHost:
     async def _watch(self) -> str:
         """Wait until the running engine dies; return why."""
         process = self._process()
-        misses = 0
+        misses = slow = 0
         async with httpx.AsyncClient(timeout=5.0) as client:
             while True:
                 for _ in range(10):  # the exit code every 0.1 s, /health every second
@@ -293,9 +297,11 @@ class EngineHost:
                     if code is not None:
                         return f"vLLM exited with code {code}"
                     await asyncio.sleep(0.1)
-                misses = 0 if await _healthy(client, process.base_url) else misses + 1
-                if misses >= UNHEALTHY_PROBES:
-                    return f"vLLM stopped answering /health ({misses} probes in a row)"
+                answer = await _probe(client, process.base_url)
+                misses = misses + 1 if answer is False else 0
+                slow = slow + 1 if answer is None else 0
+                if misses >= UNHEALTHY_PROBES or slow >= SLOW_PROBES:
+                    return f"vLLM stopped answering /health ({misses + slow} probes in a row)"
 
     async def _stop_process(self) -> None:
         process = self.process
@@ -319,7 +325,14 @@ class EngineHost:
 
 
 async def _healthy(client: httpx.AsyncClient, base_url: str) -> bool:
+    return await _probe(client, base_url) is True
+
+
+async def _probe(client: httpx.AsyncClient, base_url: str) -> bool | None:
+    """``/health``: True (200), False (another answer, or refused), None (timed out)."""
     try:
         return (await client.get(base_url + "/health")).status_code == 200
+    except httpx.TimeoutException:
+        return None
     except httpx.HTTPError:
         return False

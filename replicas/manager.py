@@ -45,28 +45,45 @@ class ReplicaManager:
         self.replicas: dict[str, RayVllmReplica] = {}  # by replica id, while not stopped
         self.initialized_ray = False  # this manager called ray.init (and will ray.shutdown)
         self.connected = False
-        self._connect_lock = asyncio.Lock()
+        self._init: asyncio.Future[None] | None = None  # ray.init, running in a thread
 
     @property
     def local(self) -> bool:
         return self.address is None
 
     async def connect(self) -> None:
-        async with self._connect_lock:
-            if self.connected:
-                return
-            started = time.monotonic()
+        if self.connected:
+            return
+        if self._init is None:
             if self.local:
                 log.info("starting local Ray (%d CPUs, no dashboard)", os.cpu_count() or 1)
             else:
                 log.info("connecting to the Ray cluster at %s", self.address)
-            await asyncio.to_thread(self._init_ray)
-            self.connected = True
-            log.info("Ray is up after %.1f s", time.monotonic() - started)
+            self._init = asyncio.get_running_loop().run_in_executor(None, self._init_ray)
+        started = time.monotonic()
+        init = self._init
+        try:
+            # Shielded: a cancelled start-up lets ray.init finish, so close() can undo it.
+            await asyncio.shield(init)
+        except asyncio.CancelledError:
+            raise
+        except BaseException:
+            self._init = None  # the next connect() tries again
+            raise
+        self.connected = True
+        log.info("Ray is up after %.1f s", time.monotonic() - started)
 
     def _init_ray(self) -> None:
         if ray.is_initialized():  # e.g. an embedding application connected already
             return
+        try:
+            self._ray_init()
+        except BaseException:
+            ray.shutdown()  # leave no half-made connection for the next attempt
+            raise
+        self.initialized_ray = True
+
+    def _ray_init(self) -> None:
         if self.local:
             # "local": never attach to another Ray instance found running on this machine.
             ray.init(
@@ -80,7 +97,6 @@ class ReplicaManager:
             )
         else:
             ray.init(address=self.address, namespace=NAMESPACE, log_to_driver=False)
-        self.initialized_ray = True
 
     def replica(
         self, model: str, index: int, spec: VllmSpec, num_cpus: float, num_gpus: float
@@ -123,6 +139,9 @@ class ReplicaManager:
 
     async def close(self) -> None:
         """Stop every replica (unless kept on a cluster), then the local Ray we started."""
+        if self._init is not None and not self._init.done():
+            with contextlib.suppress(Exception):
+                await self._init  # a start-up still under way: let it finish, then undo it
         replicas = list(self.replicas.values())
         if self.keep_replicas:
             for replica in replicas:

@@ -35,6 +35,8 @@ log = logging.getLogger("fairgate.replicas")
 
 NAMESPACE = "fairgate"
 STATUS_TIMEOUT_S = 10.0
+HEALTH_TIMEOUT_S = 5.0
+SLOW_PROBES = 3  # timed-out probes in a row before a replica counts as unhealthy
 STOP_TIMEOUT_S = 60.0
 PROGRESS_EVERY_S = 10.0
 
@@ -130,6 +132,8 @@ class RayVllmReplica:
         self._launched_at = time.monotonic()
         self._progress_at = 0.0
         self._wanted = False  # launch() was called: keep an actor alive from now on
+        self._healthy = False  # the last conclusive health verdict
+        self._slow = 0  # inconclusive (timed-out) probes since
         self._stopping = False
 
     # -- lifecycle ---------------------------------------------------------------------
@@ -175,6 +179,8 @@ class RayVllmReplica:
 
     def _get_or_create(self) -> tuple[Any, bool]:
         """Blocking Ray calls: run in a thread."""
+        if not ray.is_initialized():  # never let Ray's auto-init start a second instance
+            raise RuntimeError("not connected to Ray yet")
         with contextlib.suppress(ValueError):
             return ray.get_actor(self.name, namespace=NAMESPACE), True
         actor = (
@@ -221,6 +227,22 @@ class RayVllmReplica:
 
     # -- health ------------------------------------------------------------------------
     async def check_health(self) -> bool:
+        """Healthy when the actor reports a running engine and the engine answers /health.
+
+        A probe that only times out is inconclusive: a saturated engine (or actor) answers
+        late but still serves, so the last verdict stands for up to ``SLOW_PROBES`` such
+        probes in a row. A definite answer (engine restarting, connection refused, actor
+        gone) counts at once.
+        """
+        verdict = await self._check()
+        if verdict is None:
+            self._slow += 1
+            return self._healthy and self._slow <= SLOW_PROBES
+        self._slow = 0
+        self._healthy = verdict
+        return verdict
+
+    async def _check(self) -> bool | None:
         actor = self._actor
         if actor is None:
             if self._wanted and not self._stopping and self._launch is not None:
@@ -228,8 +250,10 @@ class RayVllmReplica:
             return False
         try:
             status: EngineStatus = await asyncio.wait_for(actor.status.remote(), STATUS_TIMEOUT_S)
-        except (TimeoutError, ActorUnavailableError):
-            return False  # busy, or being restarted by Ray
+        except TimeoutError:
+            return None
+        except ActorUnavailableError:
+            return False  # being restarted by Ray
         except RayActorError as error:
             if self._actor is actor and not self._stopping:
                 log.warning(
@@ -250,7 +274,13 @@ class RayVllmReplica:
             return False
         if status.url != self.url:
             self._set_url(status.url)
-        return await self._require_http().check_health()
+        try:
+            response = await self._client.get(status.url + "/health", timeout=HEALTH_TIMEOUT_S)
+        except httpx.TimeoutException:
+            return None
+        except httpx.HTTPError:
+            return False
+        return response.status_code == 200
 
     def _observe(self, status: EngineStatus) -> None:
         previous, self.status = self.status, status

@@ -45,12 +45,18 @@ def marked_processes(mark: str) -> list[psutil.Process]:
     for proc in psutil.process_iter():
         if proc.pid == me:
             continue
-        with contextlib.suppress(psutil.Error):
-            if proc.status() == psutil.STATUS_ZOMBIE:
-                continue
-            if proc.environ().get(MARK_ENV) == mark:
+        with contextlib.suppress(psutil.Error, OSError):
+            if proc.status() != psutil.STATUS_ZOMBIE and _has_mark(proc.pid, mark):
                 found.append(proc)
     return found
+
+
+def _has_mark(pid: int, mark: str) -> bool:
+    # Raw bytes, not psutil's environ(): a process that sets a long title (Ray's
+    # "ray::DashboardAgent") overwrites the start of its environment block with zeros, and
+    # psutil then sees an empty environment.
+    raw = Path(f"/proc/{pid}/environ").read_bytes()
+    return f"{MARK_ENV}={mark}".encode() in raw.split(b"\0")
 
 
 def describe(processes: list[psutil.Process]) -> str:
