@@ -15,9 +15,12 @@ Defaults and where they come from:
   sweep of Q_w in {1024, 4096, 16384} x Q_u in {256, 1024, 4096} over the simulator's two
   scenarios (``python -m bench.scheduler_fairness``), 4096 with Q_u = 1024 was the best
   all-round: 1024 loses locality, 16384 lets a hot-prefix tenant pile onto one replica.
-- ``balance_abs_threshold`` = 64, ``balance_rel_threshold`` = 1.5, ``cache_threshold`` = 0.3:
-  the defaults of SGLang's cache-aware router (sgl-model-gateway ``--balance-abs-threshold``,
-  ``--balance-rel-threshold``, ``--cache-threshold``). Load is queued + in-flight jobs.
+- ``balance_rel_threshold`` = 1.5, ``cache_threshold`` = 0.3: the defaults of SGLang's
+  cache-aware router (sgl-model-gateway ``--balance-rel-threshold``, ``--cache-threshold``).
+  Load is queued + in-flight jobs. ``balance_abs_threshold`` defaults to twice the in-flight
+  limit, not SGLang's 64: SGLang's engines batch hundreds of requests, whereas here the queue
+  sits in the gateway in front of a few slots, and 64 let one replica hold dozens of queued
+  jobs while its peer idled (``python -m bench.peers``, flood workload).
 - ``max_inflight_per_replica`` = 4: small enough that a replica's own FIFO stays short on the
   2-core development machines; the gateway lowers/raises it per replica with
   ``Scheduler.set_inflight_limit`` from the engine's running/waiting counts.
@@ -69,7 +72,7 @@ class SchedulerConfig:
     max_inflight_per_replica: int = 4
     max_queued_per_tenant: int = 256
     cache_tokens_per_replica: int = 100_000
-    balance_abs_threshold: int = 64
+    balance_abs_threshold: int | None = None
     balance_rel_threshold: float = 1.5
     cache_threshold: float = 0.3
     fairness_scope: str = "replica"
@@ -88,7 +91,8 @@ class SchedulerConfig:
         _at_least("max_inflight_per_replica", self.max_inflight_per_replica, 1)
         _at_least("max_queued_per_tenant", self.max_queued_per_tenant, 1)
         _at_least("cache_tokens_per_replica", self.cache_tokens_per_replica, 0)
-        _at_least("balance_abs_threshold", self.balance_abs_threshold, 0)
+        if self.balance_abs_threshold is not None:
+            _at_least("balance_abs_threshold", self.balance_abs_threshold, 0)
         rel = self.balance_rel_threshold
         if not (_is_number(rel) and math.isfinite(rel) and rel >= 1.0):
             raise ConfigError("balance_rel_threshold", "must be a finite number >= 1")
@@ -96,6 +100,13 @@ class SchedulerConfig:
             raise ConfigError("cache_threshold", "must be between 0 and 1")
         if self.fairness_scope not in ("replica", "cluster"):
             raise ConfigError("fairness_scope", "must be 'replica' or 'cluster'")
+
+    @property
+    def load_gap(self) -> int:
+        """The load difference past which routers stop following locality."""
+        if self.balance_abs_threshold is not None:
+            return self.balance_abs_threshold
+        return 2 * self.max_inflight_per_replica
 
     @property
     def policy_kind(self) -> Policy:

@@ -6,7 +6,8 @@ generated tokens * w_q as they stream, corrected by the engine's real cached cou
 
 1. to the least loaded candidate, if loads are too uneven (the same guard as the LPM router);
 2. else to the shortest queue among replicas that hold the job's longest prefix match *and*
-   where the tenant's deficit is positive;
+   where the tenant's deficit is positive (a match covering no more than ``cache_threshold``
+   of the prompt counts as none, as in SGLang's router);
 3. else to the replica with positive deficit that has the longest match (ties: shortest queue);
 4. and when the tenant has credit on no candidate, every candidate's deficit is refilled by
    Q_w * weight (as many rounds as it takes for one to turn positive) before step 2.
@@ -36,13 +37,16 @@ class D2LPM(Router):
 
     def route(self, job: Job, candidates: Sequence[C]) -> C:
         cfg = self.config
-        if len(candidates) > 1 and imbalanced(candidates, cfg.balance_abs_threshold,
+        if len(candidates) > 1 and imbalanced(candidates, cfg.load_gap,
                                               cfg.balance_rel_threshold):
             return least_loaded(candidates)
         credit = self._deficits.setdefault(job.tenant, {})
         if all(credit.get(c.replica_id, 0.0) <= 0 for c in candidates):
             self._refill(job.tenant, credit, candidates)
         matches = [c.prefix_match(job) for c in candidates]
+        if not job.prompt or max(matches) / len(job.prompt) <= cfg.cache_threshold:
+            # A short match (a chat template's first tokens) is no locality worth following.
+            matches = [0] * len(candidates)
         best = max(matches)
         positive = [(m, c) for m, c in zip(matches, candidates, strict=True)
                     if credit.get(c.replica_id, 0.0) > 0]

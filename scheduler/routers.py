@@ -43,7 +43,7 @@ class LongestPrefix(Router):
 
     def route(self, job: Job, candidates: Sequence[C]) -> C:
         cfg = self.config
-        if len(candidates) > 1 and imbalanced(candidates, cfg.balance_abs_threshold,
+        if len(candidates) > 1 and imbalanced(candidates, cfg.load_gap,
                                               cfg.balance_rel_threshold):
             return least_loaded(candidates)
         matches = [c.prefix_match(job) for c in candidates]
