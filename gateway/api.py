@@ -246,37 +246,49 @@ async def _sse_body(
     stream: AsyncIterator[Visible],
     first: Visible | None,
 ) -> AsyncIterator[bytes]:
-    pending: dict[str, Any] | None = None
+    """Each chunk goes out as soon as it exists; only the one carrying ``finish_reason`` waits
+    for the ledger record, so that the stream's last chunk can carry the receipt."""
+    final: dict[str, Any] | None = None
+    opened = False
     try:
-        if first is not None:
-            pending = renderer.chunk(
-                first, first=True, prompt_ids=generation.engine_prompt or generation.prompt_ids
+        visible = first
+        while visible is not None:
+            chunk = renderer.chunk(
+                visible,
+                first=not opened,
+                prompt_ids=generation.engine_prompt or generation.prompt_ids,
             )
-            async for visible in stream:
-                yield sse(pending)
-                pending = renderer.chunk(visible, first=False)
+            opened = True
+            if final is not None:
+                yield sse(final)
+                final = None
+            if visible.finish_reason:
+                final = chunk
+            else:
+                yield sse(chunk)
+            visible = await anext(stream, None)
     except APIError as error:
-        if pending is not None:
-            yield sse(pending)
+        if final is not None:
+            yield sse(final)
         yield sse(error.body())
         return
     finally:
         with contextlib.suppress(Exception):
             await stream.aclose()
     outcome = generation.outcome
-    if outcome is None:  # pragma: no cover
+    if outcome is None:  # pragma: no cover - run() always ends with an outcome
         return
-    if pending is None:
-        pending = renderer.chunk(
+    if final is None:
+        final = renderer.chunk(
             Visible(finish_reason=outcome.finish_reason or "stop"),
-            first=True,
+            first=not opened,
             prompt_ids=outcome.prompt_token_ids,
         )
     if renderer.want_usage:
-        yield sse(pending)
+        yield sse(final)
         yield sse(renderer.usage_chunk(outcome))
     else:
         if outcome.receipt is not None:
-            pending["receipt"] = outcome.receipt
-        yield sse(pending)
+            final["receipt"] = outcome.receipt
+        yield sse(final)
     yield sse("[DONE]")

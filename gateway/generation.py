@@ -184,7 +184,11 @@ class Generation:
     def _on_delta(self, delta: EngineDelta) -> Visible | None:
         ids = list(delta.token_ids)
         piece = self.meter.step(
-            delta.text, ids, delta.logprobs, engine_reasoning=delta.part is Part.REASONING
+            delta.text,
+            ids,
+            delta.logprobs,
+            engine_reasoning=delta.part is Part.REASONING,
+            reasoning_text=delta.reasoning,
         )
         generated = len(ids) or (1 if delta.text else 0)
         if generated:

@@ -60,10 +60,13 @@ class RequestMeter:
         logprobs: Sequence[dict[str, Any]],
         *,
         engine_reasoning: bool,
+        reasoning_text: str = "",
     ) -> Piece:
         self.steps += 1
         self._ids_seen = self._ids_seen or bool(ids)
-        piece = self.splitter.step(text, ids, logprobs, engine_reasoning=engine_reasoning)
+        piece = self.splitter.step(
+            text, ids, logprobs, engine_reasoning=engine_reasoning, reasoning_text=reasoning_text
+        )
         self._count(piece)
         return piece
 

@@ -89,13 +89,24 @@ class ReasoningSplitter:
         logprobs: Sequence[dict[str, Any]],
         *,
         engine_reasoning: bool = False,
+        reasoning_text: str = "",
     ) -> Piece:
+        """One engine step. ``engine_reasoning``: the engine attributed the whole step to
+        reasoning. ``reasoning_text``: reasoning the engine parsed out of a content step that
+        packs several tokens across the end of the reasoning (its ids come with ``ids``)."""
         self._started = True
         if self.markers.by_id and ids:
-            return self._by_ids(text, list(ids), list(logprobs), engine_reasoning)
-        if engine_reasoning:
-            return Piece(hidden_text=_strip(text, self.markers), hidden_ids=list(ids))
-        return self._by_text(text, list(ids), list(logprobs))
+            piece = self._by_ids(text, list(ids), list(logprobs), engine_reasoning)
+        elif engine_reasoning:
+            piece = Piece(hidden_text=_strip(text, self.markers), hidden_ids=list(ids))
+        else:
+            piece = self._by_text(text, list(ids), list(logprobs))
+            if reasoning_text and piece.visible_ids:
+                piece.hidden_ids, piece.visible_ids = piece.visible_ids, []
+                piece.visible_logprobs, piece.ids_exact = [], False
+        if reasoning_text:
+            piece.hidden_text = _strip(reasoning_text, self.markers) + piece.hidden_text
+        return piece
 
     def flush(self) -> Piece:
         """End of stream: release text held back as a possible partial marker."""
@@ -106,6 +117,9 @@ class ReasoningSplitter:
         self, text: str, ids: list[int], logprobs: list[dict[str, Any]], engine_reasoning: bool
     ) -> Piece:
         piece = Piece()
+        if engine_reasoning:  # the engine says this step is reasoning, up to any end marker
+            self._ids_hidden = True
+        start_hidden = self._ids_hidden
         aligned = len(logprobs) == len(ids)
         for index, token in enumerate(ids):
             if token in (self.markers.start_id, self.markers.end_id):
@@ -119,12 +133,20 @@ class ReasoningSplitter:
                     piece.visible_logprobs.append(self._scrub(logprobs[index]))
         if engine_reasoning:
             piece.hidden_text = _strip(text, self.markers)
-            return piece
-        split = self._split_text(text)
-        if piece.visible_ids:
-            piece.visible_text, piece.hidden_text = split.visible, split.hidden
+        elif self._held or self.markers.start_text in text or self.markers.end_text in text:
+            # In-band markers (no reasoning parser upstream): split the text on them, starting
+            # from where the ids stood when this step began.
+            self._text_hidden = start_hidden
+            split = self._split_text(text)
+            if piece.visible_ids:
+                piece.visible_text, piece.hidden_text = split.visible, split.hidden
+            else:
+                piece.hidden_text = split.hidden + split.visible
+        elif piece.visible_ids:
+            # The engine already parsed any reasoning out of this content text.
+            piece.visible_text = text
         else:
-            piece.hidden_text = split.hidden + split.visible
+            piece.hidden_text = text
         self._text_hidden = self._ids_hidden
         return piece
 

@@ -180,9 +180,10 @@ def _deltas(choice: dict[str, Any], endpoint: str) -> list[EngineEvent]:
         logprobs = completion_logprobs_to_chat(choice.get("logprobs"))
     events: list[EngineEvent] = []
     if reasoning and content:
-        # One step cannot be both; if an engine sends both, ids stay with the content part.
-        events.append(EngineDelta(reasoning, Part.REASONING))
-        events.append(EngineDelta(content, Part.CONTENT, ids, list(logprobs), finish))
+        # Several tokens across the end of the reasoning (an engine under load packs them).
+        events.append(
+            EngineDelta(content, Part.CONTENT, ids, list(logprobs), finish, reasoning=reasoning)
+        )
     elif reasoning:
         events.append(EngineDelta(reasoning, Part.REASONING, ids, list(logprobs), finish))
     elif content or ids or finish:

@@ -48,11 +48,15 @@ class EnginePrompt:
 
 @dataclass(slots=True)
 class EngineDelta:
+    """One engine step. ``reasoning`` is set on a content step that packs several tokens
+    across the end of the reasoning: the engine's parsed reasoning text for some of its ids."""
+
     text: str
     part: Part = Part.CONTENT
     token_ids: tuple[int, ...] = ()
     logprobs: list[dict[str, Any]] = field(default_factory=list)
     finish_reason: str | None = None
+    reasoning: str = ""
 
 
 @dataclass(slots=True)
