@@ -1,0 +1,5 @@
+import sys
+
+from bench.peers.benchmark import main
+
+sys.exit(main())
