@@ -271,11 +271,9 @@ def start_streams(server: GatewayServer, n: int, tag: str, **kwargs: Any) -> lis
 
 
 def answer_shown(content: str) -> bool:
-    """The visible answer. Known gateway bug (metering's splitter, reported): when a starved
-    API server coalesces the chunk that closes the reasoning with the first content tokens,
-    those tokens can be hidden as reasoning, so only a suffix of the answer is shown. It never
-    shows reasoning, which ``no_reasoning`` checks; tighten this to ``==`` once fixed."""
-    return CONTENT_TEXT.endswith(content)
+    """The whole visible answer, also when a starved API server coalesces the chunk that
+    closes the reasoning with the first content tokens."""
+    return content == CONTENT_TEXT
 
 
 def no_reasoning(text: str) -> None:
