@@ -21,6 +21,7 @@ from gateway.errors import (
     ModelNotFound,
     PayloadTooLarge,
     Unauthorized,
+    invalid_request,
 )
 from gateway.generation import Generation, Visible, first_or_end
 from gateway.render import Renderer, sse
@@ -150,12 +151,7 @@ def _validate(endpoint: Endpoint, data: dict[str, Any]) -> dict[str, Any]:
     try:
         parsed = schema.model_validate(data)
     except ValidationError as error:
-        first = error.errors()[0]
-        param = ".".join(str(p) for p in first["loc"]) or None
-        message = f"Invalid value for '{param}': {first['msg']}" if param else first["msg"]
-        if first["type"] == "missing":
-            message = f"Missing required parameter: '{param}'."
-        raise InvalidRequest(message, param=param) from None
+        raise invalid_request(error) from None
     return parsed.model_dump(exclude_none=True, mode="json")
 
 

@@ -26,7 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError, f
 from gateway.admin import admin_key
 from gateway.api import json_body
 from gateway.auth import bearer_token
-from gateway.errors import Forbidden, InvalidRequest, RecordNotFound, Unauthorized
+from gateway.errors import Forbidden, RecordNotFound, Unauthorized, invalid_request
 from gateway.runtime import Runtime
 from metering.audit import (
     DEFAULT_SAMPLES,
@@ -81,12 +81,7 @@ def _parse(data: dict[str, Any]) -> Challenge:
     try:
         body = ChallengeBody.model_validate(data)
     except ValidationError as error:
-        first = error.errors()[0]
-        param = ".".join(str(p) for p in first["loc"]) or None
-        message = f"Invalid value for '{param}': {first['msg']}" if param else first["msg"]
-        if first["type"] == "missing":
-            message = f"Missing required parameter: '{param}'."
-        raise InvalidRequest(message, param=param) from None
+        raise invalid_request(error) from None
     return Challenge(body.request_id, bytes.fromhex(body.nonce), body.samples)
 
 

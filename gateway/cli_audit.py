@@ -7,7 +7,8 @@ The receipt is a file or inline JSON: the receipt object itself, or a whole comp
 that carries one under ``receipt``. The key may come from ``$FAIRGATE_AUDIT_KEY`` instead of
 ``--audit-key`` (keeps it out of the process list). It needs no configuration: an auditor runs it
 from anywhere. It fetches the gateway's public keys (``/.well-known/fairgate-keys``), sends a fresh
-32-byte nonce from ``os.urandom`` and checks the answer with :func:`metering.audit.verify_audit`.
+32-byte nonce from ``os.urandom`` and checks the answer with
+:func:`metering.audit_check.verify_audit`.
 
 Exit codes: 0 the audit passed; 1 findings, including a gateway that answers 404 for a receipt
 (it signed a record it cannot back); 2 usage errors, an unreachable gateway, or a refused key.
@@ -27,11 +28,13 @@ import httpx
 from metering.audit import (
     DEFAULT_SAMPLES,
     MAX_SAMPLES,
-    AuditReport,
     Challenge,
+    parse_receipt,
+)
+from metering.audit_check import (
+    AuditReport,
     Retokenize,
     TokenPolicy,
-    parse_receipt,
     verify_audit,
 )
 from metering.errors import SigningKeyError

@@ -20,6 +20,7 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi.responses import JSONResponse
+from pydantic import ValidationError
 
 
 class APIError(Exception):
@@ -114,6 +115,16 @@ class Unavailable(APIError):
     type = "api_error"
     code = "no_healthy_replica"
     ledger_status = "unavailable"
+
+
+def invalid_request(error: ValidationError) -> InvalidRequest:
+    """The first problem pydantic found, as OpenAI words it."""
+    first = error.errors()[0]
+    param = ".".join(str(p) for p in first["loc"]) or None
+    message = f"Invalid value for '{param}': {first['msg']}" if param else first["msg"]
+    if first["type"] == "missing":
+        message = f"Missing required parameter: '{param}'."
+    return InvalidRequest(message, param=param)
 
 
 def error_body(

@@ -6,17 +6,19 @@ Storage backends (``metering.ledger_sqlite``, ``metering.ledger_postgres``) are 
 """
 
 from metering.audit import (
-    AuditReport,
     AuditResponse,
     Challenge,
-    Finding,
     OpenedLeaf,
-    Reason,
-    Severity,
-    TokenPolicy,
     answer_challenge,
     parse_receipt,
     sample_positions,
+)
+from metering.audit_check import (
+    AuditReport,
+    Finding,
+    Reason,
+    Severity,
+    TokenPolicy,
     verify_audit,
 )
 from metering.canonical import canonical_json

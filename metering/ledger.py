@@ -306,6 +306,23 @@ class Ledger:
         self.close()
 
 
+def where_clause(
+    since: float | None, until: float | None, tenant: str | None, *, mark: str
+) -> tuple[str, list[object]]:
+    """The SQL filter of ``records()``, with the backend's parameter ``mark``."""
+    clauses: list[str] = []
+    params: list[object] = []
+    for column, op, value in (
+        ("finished_ts", ">=", since),
+        ("finished_ts", "<", until),
+        ("tenant", "=", tenant),
+    ):
+        if value is not None:
+            clauses.append(f"{column} {op} {mark}")
+            params.append(value)
+    return (" WHERE " + " AND ".join(clauses) if clauses else ""), params
+
+
 def open_ledger(
     url: str | None,
     data_dir: Path,

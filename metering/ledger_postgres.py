@@ -20,7 +20,7 @@ from typing import Any
 import psycopg
 
 from metering.errors import LedgerError
-from metering.ledger import ChainHead, StoredRow
+from metering.ledger import ChainHead, StoredRow, where_clause
 
 SCHEMA_VERSION = "1"
 _LOCK_NAMESPACE = "fairgate-ledger:"
@@ -44,21 +44,6 @@ _SCHEMA = (
         seq BIGINT NOT NULL,
         opening TEXT NOT NULL)""",
 )
-
-
-def _where(since: float | None, until: float | None, tenant: str | None) -> tuple[str, list[Any]]:
-    clauses: list[str] = []
-    params: list[Any] = []
-    if since is not None:
-        clauses.append("finished_ts >= %s")
-        params.append(since)
-    if until is not None:
-        clauses.append("finished_ts < %s")
-        params.append(until)
-    if tenant is not None:
-        clauses.append("tenant = %s")
-        params.append(tenant)
-    return (" WHERE " + " AND ".join(clauses) if clauses else ""), params
 
 
 class _Transaction:
@@ -170,7 +155,7 @@ class PostgresStore:
     def records(
         self, since: float | None, until: float | None, tenant: str | None
     ) -> Iterator[str]:
-        where, params = _where(since, until, tenant)
+        where, params = where_clause(since, until, tenant, mark="%s")
         query = f"SELECT record FROM fairgate_ledger_records{where} ORDER BY chain, seq"
         # A server-side cursor in its own connection streams a large export in snapshot order.
         with (

@@ -22,7 +22,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from metering.errors import LedgerError
-from metering.ledger import ChainHead, StoredRow
+from metering.ledger import ChainHead, StoredRow, where_clause
 
 SCHEMA_VERSION = "1"
 _SCHEMA = """
@@ -53,23 +53,6 @@ def _connect(path: Path) -> sqlite3.Connection:
     conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30.0)
     conn.execute("PRAGMA busy_timeout = 30000")
     return conn
-
-
-def _where(
-    since: float | None, until: float | None, tenant: str | None
-) -> tuple[str, list[object]]:
-    clauses: list[str] = []
-    params: list[object] = []
-    if since is not None:
-        clauses.append("finished_ts >= ?")
-        params.append(since)
-    if until is not None:
-        clauses.append("finished_ts < ?")
-        params.append(until)
-    if tenant is not None:
-        clauses.append("tenant = ?")
-        params.append(tenant)
-    return (" WHERE " + " AND ".join(clauses) if clauses else ""), params
 
 
 class _Transaction:
@@ -184,7 +167,7 @@ class SQLiteStore:
     def records(
         self, since: float | None, until: float | None, tenant: str | None
     ) -> Iterator[str]:
-        where, params = _where(since, until, tenant)
+        where, params = where_clause(since, until, tenant, mark="?")
         conn = _connect(self.path)
         try:
             for (text,) in conn.execute(

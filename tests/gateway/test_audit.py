@@ -15,7 +15,14 @@ import pytest
 
 from gateway import cli
 from gateway.cli_audit import run_audit
-from metering.audit import Challenge, Reason, parse_receipt, sample_positions
+from metering.audit import (
+    Challenge,
+    parse_receipt,
+    sample_positions,
+)
+from metering.audit_check import (
+    Reason,
+)
 from metering.record import Receipt
 from replicas.sim import REASONING_WORDS
 from tests.gateway.conftest import client, one_record

@@ -62,6 +62,8 @@ def postgres_server() -> Iterator[str]:
     """Conninfo URL of a fresh PostgreSQL server's ``postgres`` database, for this session."""
     bin_dir = _pg_bin()
     if bin_dir is None:
+        if os.environ.get("CI"):
+            pytest.fail("PostgreSQL binaries (initdb, pg_ctl) are missing in CI")
         pytest.skip("PostgreSQL binaries (initdb, pg_ctl) are not installed")
     user = _server_user()
     base = Path(tempfile.mkdtemp(prefix="fairgate-pg-"))

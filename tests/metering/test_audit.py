@@ -17,17 +17,20 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import metering.audit
+import metering.audit_check
 from metering.audit import (
     MAX_SAMPLES,
     AuditResponse,
     Challenge,
     OpenedLeaf,
-    Reason,
-    Severity,
-    TokenPolicy,
     answer_challenge,
     parse_receipt,
     sample_positions,
+)
+from metering.audit_check import (
+    Reason,
+    Severity,
+    TokenPolicy,
     verify_audit,
 )
 from metering.commitment import Commitment, HiddenCommitter, Opening
@@ -95,13 +98,13 @@ def audit(
     response: AuditResponse | dict[str, Any],
     challenge: Challenge,
     **kwargs: Any,
-) -> metering.audit.AuditReport:
+) -> metering.audit_check.AuditReport:
     return verify_audit(
         Receipt.from_record(record), challenge, response, [KEY.public_key], **kwargs
     )
 
 
-def reasons(report: metering.audit.AuditReport) -> set[Reason]:
+def reasons(report: metering.audit_check.AuditReport) -> set[Reason]:
     return {f.reason for f in report.findings}
 
 
@@ -451,7 +454,7 @@ def test_report_and_receipt_round_trip() -> None:
 def test_audit_is_pure() -> None:
     forbidden = ["asyncio", "http", "httpx", "fastapi", "starlette", "sqlite3", "prometheus_client"]
     code = (
-        "import sys, metering.audit\n"
+        "import sys, metering.audit, metering.audit_check\n"
         f"print(' '.join(m for m in {forbidden!r} if m in sys.modules))\n"
     )
     result = subprocess.run(
