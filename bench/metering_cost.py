@@ -29,7 +29,7 @@ import threading
 import time
 from pathlib import Path
 
-from metering import (
+from fairgate.metering import (
     HiddenCommitter,
     LedgerEntry,
     SigningKey,

@@ -24,31 +24,37 @@ import statistics
 import time
 from collections import deque
 
-from scheduler import Job, Policy, RouterKind, Scheduler, SchedulerConfig
+from fairgate.scheduler import Job, Policy, RouterKind, Scheduler, SchedulerConfig
 
 REPLICAS = 4
 SLOTS = 8
 
 
 def workload(rng: random.Random, n: int, tenants: int) -> list[Job]:
-    systems = [tuple(rng.randrange(32_000) for _ in range(rng.randint(300, 700)))
-               for _ in range(200)]
+    systems = [
+        tuple(rng.randrange(32_000) for _ in range(rng.randint(300, 700))) for _ in range(200)
+    ]
     jobs = []
     for i in range(n):
         tenant = rng.randrange(tenants)
         # each tenant favours a few system prompts, and some are shared between tenants
         system = systems[(tenant * 2 + rng.randrange(4)) % len(systems)]
         question = tuple(rng.randrange(32_000) for _ in range(rng.randint(30, 150)))
-        jobs.append(Job(f"j{i}", f"tenant-{tenant}", "m", system + question,
-                        rng.randint(20, 200)))
+        jobs.append(Job(f"j{i}", f"tenant-{tenant}", "m", system + question, rng.randint(20, 200)))
     return jobs
 
 
-def measure(policy: str, router: str, jobs: list[Job], queued: int,
-            cycles: int) -> tuple[list[int], list[int], float]:
-    sched = Scheduler(SchedulerConfig(policy=policy, router=router,
-                                      max_inflight_per_replica=SLOTS,
-                                      max_queued_per_tenant=10 * queued))
+def measure(
+    policy: str, router: str, jobs: list[Job], queued: int, cycles: int
+) -> tuple[list[int], list[int], float]:
+    sched = Scheduler(
+        SchedulerConfig(
+            policy=policy,
+            router=router,
+            max_inflight_per_replica=SLOTS,
+            max_queued_per_tenant=10 * queued,
+        )
+    )
     for r in range(REPLICAS):
         sched.add_replica(f"r{r}", "m")
     now = 0.0
@@ -99,25 +105,35 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args()
     started = time.perf_counter()
-    jobs = workload(random.Random(args.seed), args.queued + REPLICAS * SLOTS + args.cycles,
-                    args.tenants)
-    print(f"{args.queued} queued jobs, {args.tenants} tenants, {REPLICAS} replicas x {SLOTS} "
-          f"slots, mean prompt {statistics.mean(len(j.prompt) for j in jobs):.0f} tokens; "
-          f"µs per call over {args.cycles} cycles")
-    head = (f"{'policy':6} {'router':12} {'arrive mean':>11} {'p50':>7} {'p99':>7}   "
-            f"{'admit mean':>10} {'p50':>7} {'p99':>7}   {'fill s':>6}")
+    jobs = workload(
+        random.Random(args.seed), args.queued + REPLICAS * SLOTS + args.cycles, args.tenants
+    )
+    print(
+        f"{args.queued} queued jobs, {args.tenants} tenants, {REPLICAS} replicas x {SLOTS} "
+        f"slots, mean prompt {statistics.mean(len(j.prompt) for j in jobs):.0f} tokens; "
+        f"µs per call over {args.cycles} cycles"
+    )
+    head = (
+        f"{'policy':6} {'router':12} {'arrive mean':>11} {'p50':>7} {'p99':>7}   "
+        f"{'admit mean':>10} {'p50':>7} {'p99':>7}   {'fill s':>6}"
+    )
     print(head)
     print("-" * len(head))
     for policy in Policy:
         for router in RouterKind:
-            runs = [measure(policy.value, router.value, jobs, args.queued, args.cycles)
-                    for _ in range(max(1, args.repeat))]
+            runs = [
+                measure(policy.value, router.value, jobs, args.queued, args.cycles)
+                for _ in range(max(1, args.repeat))
+            ]
             arrive, admit, fill_s = min(
-                runs, key=lambda run: statistics.mean(run[0]) + statistics.mean(run[1]))
-            print(f"{policy.value:6} {router.value:12} {statistics.mean(arrive) / 1000:11.1f} "
-                  f"{pct(arrive, 0.5):7.1f} {pct(arrive, 0.99):7.1f}   "
-                  f"{statistics.mean(admit) / 1000:10.1f} {pct(admit, 0.5):7.1f} "
-                  f"{pct(admit, 0.99):7.1f}   {fill_s:6.2f}")
+                runs, key=lambda run: statistics.mean(run[0]) + statistics.mean(run[1])
+            )
+            print(
+                f"{policy.value:6} {router.value:12} {statistics.mean(arrive) / 1000:11.1f} "
+                f"{pct(arrive, 0.5):7.1f} {pct(arrive, 0.99):7.1f}   "
+                f"{statistics.mean(admit) / 1000:10.1f} {pct(admit, 0.5):7.1f} "
+                f"{pct(admit, 0.99):7.1f}   {fill_s:6.2f}"
+            )
     print(f"({time.perf_counter() - started:.1f} s wall; an engine decode step is ~10-50 ms)")
 
 

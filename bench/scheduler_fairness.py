@@ -18,24 +18,33 @@ import time
 
 from bench.sim import SCENARIOS, CostModel, SimConfig, SimResult, simulate
 from bench.sim.workload import Request
-from scheduler import Policy, RouterKind, SchedulerConfig
+from fairgate.scheduler import Policy, RouterKind, SchedulerConfig
 
 
-def run(requests: list[Request], policy: str, router: str, scope: str, replicas: int,
-        cost: CostModel) -> SimResult:
-    config = SchedulerConfig(policy=policy, router=router, fairness_scope=scope,
-                             max_inflight_per_replica=cost.batch_slots)
+def run(
+    requests: list[Request], policy: str, router: str, scope: str, replicas: int, cost: CostModel
+) -> SimResult:
+    config = SchedulerConfig(
+        policy=policy,
+        router=router,
+        fairness_scope=scope,
+        max_inflight_per_replica=cost.batch_slots,
+    )
     return simulate(SimConfig(config, replicas=replicas, cost=cost), requests)
 
 
 def table(name: str, requests: list[Request], replicas: int, cost: CostModel) -> None:
     tenants = sorted({r.tenant for r in requests})
-    print(f"\n== {name}: {len(requests)} requests, {len(tenants)} tenants, {replicas} replicas "
-          f"x {cost.batch_slots} slots, mean prompt "
-          f"{statistics.mean(len(r.prompt) for r in requests):.0f} tokens ==")
-    head = (f"{'policy':6} {'router':12} {'scope':8} "
-            + " ".join(f"{t[:9]:>9}" for t in tenants)
-            + f" {'jain':>6} {'min/fair':>8} {'hit%':>6} {'tok/s':>6} {'ttft50':>7}")
+    print(
+        f"\n== {name}: {len(requests)} requests, {len(tenants)} tenants, {replicas} replicas "
+        f"x {cost.batch_slots} slots, mean prompt "
+        f"{statistics.mean(len(r.prompt) for r in requests):.0f} tokens =="
+    )
+    head = (
+        f"{'policy':6} {'router':12} {'scope':8} "
+        + " ".join(f"{t[:9]:>9}" for t in tenants)
+        + f" {'jain':>6} {'min/fair':>8} {'hit%':>6} {'tok/s':>6} {'ttft50':>7}"
+    )
     print(head)
     print("-" * len(head))
     combos = [(p.value, r.value, "replica") for p in Policy for r in RouterKind]
@@ -45,10 +54,12 @@ def table(name: str, requests: list[Request], replicas: int, cost: CostModel) ->
         shares = [res.tenants[t].service / res.tenants[t].weight for t in tenants]
         fair = sum(shares) / len(shares)
         ttft = statistics.median(x for t in res.tenants.values() for x in t.ttft)
-        print(f"{policy:6} {router:12} {scope:8} "
-              + " ".join(f"{res.tenants[t].service / 1e3:9.1f}" for t in tenants)
-              + f" {res.jain:6.3f} {min(shares) / fair:8.2f} {100 * res.hit_ratio:6.1f}"
-              + f" {res.throughput:6.0f} {ttft:7.2f}")
+        print(
+            f"{policy:6} {router:12} {scope:8} "
+            + " ".join(f"{res.tenants[t].service / 1e3:9.1f}" for t in tenants)
+            + f" {res.jain:6.3f} {min(shares) / fair:8.2f} {100 * res.hit_ratio:6.1f}"
+            + f" {res.throughput:6.0f} {ttft:7.2f}"
+        )
 
 
 def main() -> None:
@@ -64,8 +75,10 @@ def main() -> None:
     for name in names:
         requests = SCENARIOS[name](random.Random(args.seed), duration=args.duration)
         table(name, requests, args.replicas, cost)
-    print(f"\n(service in thousands of weighted tokens inside the {args.duration:.0f} s arrival "
-          f"window; {time.perf_counter() - started:.1f} s wall)")
+    print(
+        f"\n(service in thousands of weighted tokens inside the {args.duration:.0f} s arrival "
+        f"window; {time.perf_counter() - started:.1f} s wall)"
+    )
 
 
 if __name__ == "__main__":

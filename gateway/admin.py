@@ -18,10 +18,10 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 
-from gateway.auth import bearer_token
-from gateway.config import Config, ConfigError
-from gateway.errors import Forbidden, InvalidRequest, Unauthorized
-from gateway.runtime import Runtime
+from fairgate.gateway.auth import bearer_token
+from fairgate.gateway.config import Config, ConfigError
+from fairgate.gateway.errors import Forbidden, InvalidRequest, Unauthorized
+from fairgate.gateway.runtime import Runtime
 
 router = APIRouter(prefix="/admin")
 ADMIN_KEY_FILE = "admin-key"

@@ -6,15 +6,15 @@ import asyncio
 import contextlib
 import json
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import ValidationError
 
-from gateway.auth import bearer_token
-from gateway.errors import (
+from fairgate.gateway.auth import bearer_token
+from fairgate.gateway.errors import (
     APIError,
     ContextTooLong,
     InvalidRequest,
@@ -23,12 +23,12 @@ from gateway.errors import (
     Unauthorized,
     invalid_request,
 )
-from gateway.generation import Generation, Visible, first_or_end
-from gateway.render import Renderer, sse
-from gateway.runtime import ModelRuntime, Runtime
-from gateway.schemas import ChatBody, CompletionBody
-from metering.usage import Usage
-from replicas.stream import Endpoint
+from fairgate.gateway.generation import Generation, Visible, first_or_end
+from fairgate.gateway.render import Renderer, sse
+from fairgate.gateway.runtime import ModelRuntime, Runtime
+from fairgate.gateway.schemas import ChatBody, CompletionBody
+from fairgate.metering.usage import Usage
+from fairgate.replicas.stream import Endpoint
 
 router = APIRouter()
 MAX_BODY_BYTES = 16 * 1024 * 1024
@@ -86,7 +86,8 @@ async def _generate(request: Request, endpoint: Endpoint) -> Response:
     model_name = ""
     try:
         data = await json_body(request)
-        model_name = data.get("model") if isinstance(data.get("model"), str) else ""
+        model = data.get("model")
+        model_name = model if isinstance(model, str) else ""
         body = _validate(endpoint, data)
         model = runtime.models.get(body["model"])
         if model is None:
@@ -239,7 +240,7 @@ async def _stream(
 async def _sse_body(
     generation: Generation,
     renderer: Renderer,
-    stream: AsyncIterator[Visible],
+    stream: AsyncGenerator[Visible, None],
     first: Visible | None,
 ) -> AsyncIterator[bytes]:
     """Each chunk goes out as soon as it exists; only the one carrying ``finish_reason`` waits

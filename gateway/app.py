@@ -12,10 +12,11 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from gateway import admin, api, audit, ops
-from gateway.config import Config
-from gateway.errors import APIError, error_body
-from gateway.runtime import Runtime
+from fairgate import __version__
+from fairgate.gateway import admin, api, audit, ops
+from fairgate.gateway.config import Config
+from fairgate.gateway.errors import APIError, error_body
+from fairgate.gateway.runtime import Runtime
 
 log = logging.getLogger("fairgate.app")
 
@@ -32,7 +33,7 @@ def create_app(config: Config, runtime: Runtime | None = None) -> FastAPI:
             await runtime.stop()
 
     app = FastAPI(
-        title="fairgate", version="0.1.0", lifespan=lifespan, docs_url=None, redoc_url=None
+        title="fairgate", version=__version__, lifespan=lifespan, docs_url=None, redoc_url=None
     )
     app.state.runtime = runtime
     app.include_router(api.router)

@@ -23,12 +23,12 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Request
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError, field_validator
 
-from gateway.admin import admin_key
-from gateway.api import json_body
-from gateway.auth import bearer_token
-from gateway.errors import Forbidden, RecordNotFound, Unauthorized, invalid_request
-from gateway.runtime import Runtime
-from metering.audit import (
+from fairgate.gateway.admin import admin_key
+from fairgate.gateway.api import json_body
+from fairgate.gateway.auth import bearer_token
+from fairgate.gateway.errors import Forbidden, RecordNotFound, Unauthorized, invalid_request
+from fairgate.gateway.runtime import Runtime
+from fairgate.metering.audit import (
     DEFAULT_SAMPLES,
     MAX_NONCE_BYTES,
     MAX_SAMPLES,
@@ -36,8 +36,8 @@ from metering.audit import (
     Challenge,
     answer_challenge,
 )
-from metering.commitment import Opening
-from metering.ledger import Ledger
+from fairgate.metering.commitment import Opening
+from fairgate.metering.ledger import Ledger
 
 router = APIRouter(prefix="/v1/audit")
 

@@ -84,7 +84,7 @@ class KeyStore:
 
     def create(self, tenant: str, weight: float | None = None) -> str:
         key = KEY_PREFIX + secrets.token_urlsafe(32)
-        rows = [
+        rows: list[dict[str, object]] = [
             {
                 "tenant": k.tenant,
                 "weight": k.weight,

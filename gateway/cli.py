@@ -9,7 +9,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from gateway.config import CONFIG_ENV, Config, ConfigError, load_config
+from fairgate.gateway.config import CONFIG_ENV, Config, ConfigError, load_config
 
 log = logging.getLogger("fairgate")
 
@@ -70,7 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _register_optional(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    from gateway import cli_audit, cli_ledger, cli_replicas
+    from fairgate.gateway import cli_audit, cli_ledger, cli_replicas
 
     cli_ledger.register(sub, load_config_from)
     cli_audit.register(sub)
@@ -78,7 +78,7 @@ def _register_optional(sub: argparse._SubParsersAction) -> None:  # type: ignore
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from gateway.serve import serve
+    from fairgate.gateway.serve import serve
 
     config = load_config_from(args)
     if args.config:  # a reload (SIGHUP, POST /admin/reload) re-reads the same file
@@ -87,7 +87,7 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _keys_create(args: argparse.Namespace) -> int:
-    from gateway.auth import KeyStore
+    from fairgate.gateway.auth import KeyStore
 
     config = load_config_from(args)
     if args.weight is not None and args.weight <= 0:

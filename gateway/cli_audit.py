@@ -25,21 +25,21 @@ from typing import Any
 
 import httpx
 
-from metering.audit import (
+from fairgate.metering.audit import (
     DEFAULT_SAMPLES,
     MAX_SAMPLES,
     Challenge,
     parse_receipt,
 )
-from metering.audit_check import (
+from fairgate.metering.audit_check import (
     AuditReport,
     Retokenize,
     TokenPolicy,
     verify_audit,
 )
-from metering.errors import SigningKeyError
-from metering.record import Receipt
-from metering.signing import parse_public_keys
+from fairgate.metering.errors import SigningKeyError
+from fairgate.metering.record import Receipt
+from fairgate.metering.signing import parse_public_keys
 
 EXIT_OK = 0
 EXIT_FINDINGS = 1
@@ -82,7 +82,7 @@ def load_retokenizer(path: str) -> Retokenize:
 
             tokenizer = Tokenizer.from_file(path)
             return lambda text: tokenizer.encode(text, add_special_tokens=False).ids
-        from metering.tokens import HFTokenizer
+        from fairgate.metering.tokens import HFTokenizer
 
         return HFTokenizer(path).encode
     except Exception as exc:  # tokenizers and transformers raise many kinds

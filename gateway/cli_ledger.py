@@ -21,12 +21,12 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, Protocol
 
-from metering.errors import MeteringError
-from metering.export import ExportFormat, export_ledger
-from metering.ledger import SQLITE_FILENAME, open_ledger
-from metering.signing import Keyring, PublicKey, parse_public_keys
-from metering.timestamps import parse_time
-from metering.verify import verify_export
+from fairgate.metering.errors import MeteringError
+from fairgate.metering.export import ExportFormat, export_ledger
+from fairgate.metering.ledger import SQLITE_FILENAME, open_ledger
+from fairgate.metering.signing import Keyring, PublicKey, parse_public_keys
+from fairgate.metering.timestamps import parse_time
+from fairgate.metering.verify import verify_export
 
 EXIT_OK = 0
 EXIT_BAD = 1

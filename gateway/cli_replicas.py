@@ -11,7 +11,7 @@ from typing import Any
 
 import httpx
 
-from gateway.config import Config
+from fairgate.gateway.config import Config
 
 EXIT_UNREACHABLE = 1
 
@@ -46,7 +46,7 @@ def gateway_url(config: Config) -> str:
 
 
 def _replicas(args: argparse.Namespace, config: Config) -> int:
-    from gateway.admin import admin_key
+    from fairgate.gateway.admin import admin_key
 
     url = (args.url or gateway_url(config)).rstrip("/")
     headers = {"Authorization": f"Bearer {admin_key(config)}"}

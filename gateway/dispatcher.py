@@ -13,8 +13,8 @@ import contextlib
 import time
 from collections.abc import Callable
 
-from gateway.errors import RateLimited, Unavailable
-from scheduler import Job, NoReplica, QueueFull, Scheduler, UnknownJob, tune_inflight_limit
+from fairgate.gateway.errors import RateLimited, Unavailable
+from fairgate.scheduler import Job, NoReplica, QueueFull, Scheduler, UnknownJob, tune_inflight_limit
 
 
 class Dispatcher:

@@ -22,15 +22,14 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import replicas
-from gateway.config import ModelConfig
-from gateway.reload import scale_plan
-from replicas.manager import ReplicaManager
-from replicas.ray_vllm import RayVllmReplica, replica_id
-from replicas.vllm_process import VllmSpec
+from fairgate.gateway.config import ModelConfig
+from fairgate.gateway.reload import scale_plan
+from fairgate.replicas.manager import ReplicaManager
+from fairgate.replicas.ray_vllm import RayVllmReplica, replica_id
+from fairgate.replicas.vllm_process import VllmSpec
 
 if TYPE_CHECKING:
-    from gateway.runtime import ModelRuntime, Runtime
+    from fairgate.gateway.runtime import ModelRuntime, Runtime
 
 log = logging.getLogger("fairgate.fleet")
 
@@ -74,22 +73,13 @@ async def resolve_model(config: ModelConfig, data_dir: Path) -> ModelConfig:
     return config.model_copy(update=update) if update else config
 
 
-_CONVERT = (
-    "import sys; from pathlib import Path; from replicas.models import ensure_smollm2; "
-    "print(ensure_smollm2(Path(sys.argv[1]), lambda m: print('@fairgate', m, file=sys.stderr, "
-    "flush=True)))"
-)
-
-
 async def embedded_model(data_dir: Path) -> str:
     """The converted SmolLM2 folder, from ``ensure_smollm2`` run in a child process: the
     conversion loads torch and transformers (about 600 MiB) that the gateway need not keep."""
-    source_root = str(Path(replicas.__file__).resolve().parent.parent)
     env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [source_root, env.get("PYTHONPATH")]))
     env.update(TQDM_DISABLE="1", HF_HUB_DISABLE_PROGRESS_BARS="1", HF_HUB_OFFLINE="1")
     child = await asyncio.create_subprocess_exec(
-        sys.executable, "-c", _CONVERT, str(data_dir),
+        sys.executable, "-m", "fairgate.replicas.models", str(data_dir),
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=env,
     )  # fmt: skip
     tail: list[str] = []
@@ -217,8 +207,7 @@ class Fleet:
                     replica.launch()
             for index in plan.remove:
                 rid = replica_id(name, index)
-                replica = model.replicas.get(rid)
-                if isinstance(replica, RayVllmReplica):
+                if isinstance(model.replicas.get(rid), RayVllmReplica):
                     self.runtime.retire_replica(model, rid)
                     self.draining[rid] = replica
                     self._spawn(self._drain(model, replica), f"fairgate-drain-{rid}")

@@ -14,23 +14,30 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import TYPE_CHECKING, Any
 
 import anyio
 
-from gateway.errors import APIError, InvalidRequest, Unavailable, UpstreamError
-from metering.meter import EngineCounts, RequestMeter
-from metering.reasoning import Piece
-from replicas.base import Replica
-from replicas.errors import ReplicaFailed, ReplicaRejected, ReplicaUnavailable
-from replicas.stream import Endpoint, EngineDelta, EnginePrompt, EngineRequest, EngineUsage, Part
+from fairgate.gateway.errors import APIError, InvalidRequest, Unavailable, UpstreamError
+from fairgate.metering.meter import EngineCounts, RequestMeter
+from fairgate.metering.reasoning import Piece
+from fairgate.replicas.base import Replica
+from fairgate.replicas.errors import ReplicaFailed, ReplicaRejected, ReplicaUnavailable
+from fairgate.replicas.stream import (
+    Endpoint,
+    EngineDelta,
+    EnginePrompt,
+    EngineRequest,
+    EngineUsage,
+    Part,
+)
 
 if TYPE_CHECKING:
-    from gateway.runtime import ModelRuntime, Runtime
-    from metering.usage import Usage
+    from fairgate.gateway.runtime import ModelRuntime, Runtime
+    from fairgate.metering.usage import Usage
 
 log = logging.getLogger("fairgate.generation")
 
@@ -106,7 +113,7 @@ class Generation:
     def engine_prompt(self) -> tuple[int, ...]:
         return self.meter.prompt_ids
 
-    async def run(self) -> AsyncIterator[Visible]:
+    async def run(self) -> AsyncGenerator[Visible, None]:
         status, code = Status.CLIENT_DISCONNECTED.value, 499
         try:
             async for visible in self._attempts():

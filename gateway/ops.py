@@ -8,7 +8,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from gateway.runtime import Runtime
+from fairgate.gateway.runtime import Runtime
 
 router = APIRouter()
 

@@ -8,13 +8,14 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
-from gateway.config import Config
-from metering.commitment import Commitment, HiddenCommitter
-from metering.ledger import Ledger, LedgerEntry, open_ledger
-from metering.metrics import GatewayMetrics
-from metering.pricing import ModelPrices, PriceTable
-from metering.signing import Keyring
-from metering.usage import Usage
+from fairgate.gateway.config import Config
+from fairgate.metering.commitment import Commitment, HiddenCommitter
+from fairgate.metering.ledger import Ledger, open_ledger
+from fairgate.metering.metrics import GatewayMetrics
+from fairgate.metering.pricing import ModelPrices, PriceTable
+from fairgate.metering.record import LedgerEntry
+from fairgate.metering.signing import Keyring
+from fairgate.metering.usage import Usage
 
 log = logging.getLogger("fairgate.requests")
 

@@ -18,7 +18,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from gateway.config import Config
+from fairgate.gateway.config import Config
 
 LIVE_MODEL_FIELDS = frozenset({"replicas"})
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from gateway.generation import Outcome, Visible
-from replicas.stream import Endpoint
+from fairgate.gateway.generation import Outcome, Visible
+from fairgate.replicas.stream import Endpoint
 
 
 class Renderer:

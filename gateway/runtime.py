@@ -19,22 +19,22 @@ from typing import TYPE_CHECKING, Any
 import httpx
 from prometheus_client import CollectorRegistry
 
-from gateway.auth import KeyRing, KeyStore, Tenant, digest
-from gateway.config import Config, ConfigError, ModelConfig
-from gateway.dispatcher import Dispatcher
-from gateway.recorder import Recorder
-from gateway.telemetry import Telemetry
-from metering.metrics import GatewayMetrics
-from metering.reasoning import Markers
-from metering.tokens import Tokenizer, load_tokenizer
-from replicas.base import Health, Replica
-from replicas.openai_http import OpenAIReplica
-from replicas.sim import SimReplica, SimSettings
-from scheduler import Scheduler, SchedulerConfig
+from fairgate.gateway.auth import KeyRing, KeyStore, Tenant, digest
+from fairgate.gateway.config import Config, ConfigError, ModelConfig
+from fairgate.gateway.dispatcher import Dispatcher
+from fairgate.gateway.recorder import Recorder
+from fairgate.gateway.telemetry import Telemetry
+from fairgate.metering.metrics import GatewayMetrics
+from fairgate.metering.reasoning import Markers
+from fairgate.metering.tokens import Tokenizer, load_tokenizer
+from fairgate.replicas.base import Health, Replica
+from fairgate.replicas.openai_http import OpenAIReplica
+from fairgate.replicas.sim import SimReplica, SimSettings
+from fairgate.scheduler import Scheduler, SchedulerConfig
 
 if TYPE_CHECKING:
-    from gateway.fleet import Fleet
-    from replicas.manager import ReplicaManager
+    from fairgate.gateway.fleet import Fleet
+    from fairgate.replicas.manager import ReplicaManager
 
 log = logging.getLogger("fairgate.runtime")
 DEFAULT_MAX_TOKENS = 256
@@ -71,7 +71,7 @@ class ModelRuntime:
 
 def scheduler_config(config: Config) -> SchedulerConfig:
     section = config.scheduler
-    extra = {}
+    extra: dict[str, Any] = {}
     if section.quantum is not None:
         extra["quantum"] = section.quantum
     if section.replica_quantum is not None:
@@ -136,7 +136,7 @@ class Runtime:
     # lifecycle -----------------------------------------------------------------------
     async def start(self) -> None:
         if any(m.provider == "vllm" for m in self.config.models):
-            from gateway.fleet import Fleet
+            from fairgate.gateway.fleet import Fleet
 
             self.fleet = Fleet(self)
         for model_config in self.config.models:
@@ -238,8 +238,8 @@ class Runtime:
 
     async def reload(self) -> dict[str, Any]:
         """Re-read the configuration; apply replica counts, report what needs a restart."""
-        from gateway.config import load_config
-        from gateway.reload import plan_reload
+        from fairgate.gateway.config import load_config
+        from fairgate.gateway.reload import plan_reload
 
         new = with_default_model(await asyncio.to_thread(load_config, self.config_path))
         plan = plan_reload(self.config, new)
@@ -357,6 +357,6 @@ def build_replicas(config: ModelConfig, manager: ReplicaManager | None = None) -
         ]
     if manager is None:
         raise ConfigError(f"models.{config.name}: provider 'vllm' needs the replica manager")
-    from gateway.fleet import vllm_replicas
+    from fairgate.gateway.fleet import vllm_replicas
 
     return list(vllm_replicas(config, manager))

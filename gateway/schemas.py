@@ -87,9 +87,12 @@ class CompletionBody(_Body):
 
     def single_prompt(self) -> str | list[int]:
         prompt = self.prompt
-        if isinstance(prompt, list) and prompt and isinstance(prompt[0], (str, list)):
-            return prompt[0]  # type: ignore[return-value]
-        return prompt  # type: ignore[return-value]
+        if isinstance(prompt, str):
+            return prompt
+        first = prompt[0] if prompt else None
+        if isinstance(first, str | list):
+            return first
+        return [t for t in prompt if isinstance(t, int)]
 
 
 _Body.model_rebuild()

@@ -9,9 +9,9 @@ import sys
 
 import uvicorn
 
-from gateway.app import create_app
-from gateway.auth import KeyStore
-from gateway.config import Config
+from fairgate.gateway.app import create_app
+from fairgate.gateway.auth import KeyStore
+from fairgate.gateway.config import Config
 
 log = logging.getLogger("fairgate")
 DEFAULT_KEY_FILE = "default-api-key"

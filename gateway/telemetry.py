@@ -32,12 +32,17 @@ import httpx
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from gateway.fairness_window import DEFAULT_WINDOW_S, FairnessWindow
-from replicas.engine_metrics import ENGINE_METRICS, EngineMetrics, Kind, scrape_engine_metrics
-from scheduler.stats import SchedulerStats
+from fairgate.gateway.fairness_window import DEFAULT_WINDOW_S, FairnessWindow
+from fairgate.replicas.engine_metrics import (
+    ENGINE_METRICS,
+    EngineMetrics,
+    Kind,
+    scrape_engine_metrics,
+)
+from fairgate.scheduler.stats import SchedulerStats
 
 if TYPE_CHECKING:
-    from gateway.runtime import Runtime
+    from fairgate.gateway.runtime import Runtime
 
 log = logging.getLogger("fairgate.telemetry")
 ENGINE_INTERVAL_S = 5.0

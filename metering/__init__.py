@@ -5,7 +5,7 @@ Storage backends (``metering.ledger_sqlite``, ``metering.ledger_postgres``) are 
 ``open_ledger`` on demand, so importing ``metering`` pulls in no database driver.
 """
 
-from metering.audit import (
+from fairgate.metering.audit import (
     AuditResponse,
     Challenge,
     OpenedLeaf,
@@ -13,7 +13,7 @@ from metering.audit import (
     parse_receipt,
     sample_positions,
 )
-from metering.audit_check import (
+from fairgate.metering.audit_check import (
     AuditReport,
     Finding,
     Reason,
@@ -21,15 +21,15 @@ from metering.audit_check import (
     TokenPolicy,
     verify_audit,
 )
-from metering.canonical import canonical_json
-from metering.commitment import (
+from fairgate.metering.canonical import canonical_json
+from fairgate.metering.commitment import (
     Commitment,
     HiddenCommitter,
     LeafOpening,
     Opening,
     verify_leaf_opening,
 )
-from metering.errors import (
+from fairgate.metering.errors import (
     CanonicalJSONError,
     CommitmentError,
     DuplicateRequestError,
@@ -42,9 +42,9 @@ from metering.errors import (
     RootMismatchError,
     SigningKeyError,
 )
-from metering.export import ExportFormat, cloudevent, export_ledger, write_records
-from metering.ledger import Ledger, open_ledger
-from metering.merkle import (
+from fairgate.metering.export import ExportFormat, cloudevent, export_ledger, write_records
+from fairgate.metering.ledger import Ledger, open_ledger
+from fairgate.metering.merkle import (
     EMPTY_ROOT,
     MerkleTree,
     compute_root,
@@ -54,8 +54,8 @@ from metering.merkle import (
     root_from_inclusion_proof,
     verify_inclusion,
 )
-from metering.pricing import Cost, ModelPrices, PriceTable
-from metering.record import (
+from fairgate.metering.pricing import Cost, ModelPrices, PriceTable
+from fairgate.metering.record import (
     GENESIS_HASH,
     LedgerEntry,
     Receipt,
@@ -63,7 +63,7 @@ from metering.record import (
     record_hash,
     verify_signature,
 )
-from metering.signing import (
+from fairgate.metering.signing import (
     Keyring,
     PublicKey,
     SigningKey,
@@ -71,9 +71,9 @@ from metering.signing import (
     load_signing_key,
     parse_public_keys,
 )
-from metering.timestamps import format_rfc3339, parse_time
-from metering.usage import Usage
-from metering.verify import Failure, Gap, Problem, VerifyReport, verify_export
+from fairgate.metering.timestamps import format_rfc3339, parse_time
+from fairgate.metering.usage import Usage
+from fairgate.metering.verify import Failure, Gap, Problem, VerifyReport, verify_export
 
 __all__ = [
     "EMPTY_ROOT",

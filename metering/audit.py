@@ -65,12 +65,12 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from metering.commitment import (
+from fairgate.metering.commitment import (
     LeafOpening,
     Opening,
 )
-from metering.merkle import EMPTY_ROOT, HASH_SIZE
-from metering.record import Receipt
+from fairgate.metering.merkle import EMPTY_ROOT, HASH_SIZE
+from fairgate.metering.record import Receipt
 
 DEFAULT_SAMPLES = 8
 MAX_SAMPLES = 256  # bounds the answer's size; the gateway refuses more rather than cap silently

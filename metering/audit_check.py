@@ -11,16 +11,16 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from metering.audit import (
+from fairgate.metering.audit import (
     AuditResponse,
     Challenge,
     OpenedLeaf,
 )
-from metering.commitment import Commitment, block_fingerprint, leaf_data
-from metering.errors import ProofError
-from metering.merkle import ALG, EMPTY_ROOT, hash_leaf, verify_inclusion
-from metering.record import Receipt, verify_signature
-from metering.signing import PublicKey
+from fairgate.metering.commitment import Commitment, block_fingerprint, leaf_data
+from fairgate.metering.errors import ProofError
+from fairgate.metering.merkle import ALG, EMPTY_ROOT, hash_leaf, verify_inclusion
+from fairgate.metering.record import Receipt, verify_signature
+from fairgate.metering.signing import PublicKey
 
 _EMPTY_ROOT_HEX = EMPTY_ROOT.hex()
 Retokenize = Callable[[str], Sequence[int]]

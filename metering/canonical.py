@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from metering.errors import CanonicalJSONError
+from fairgate.metering.errors import CanonicalJSONError
 
 _ENCODER = json.JSONEncoder(
     sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False

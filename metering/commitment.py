@@ -42,8 +42,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from metering.errors import CommitmentError
-from metering.merkle import ALG, EMPTY_ROOT, MerkleTree, hash_leaf, verify_inclusion
+from fairgate.metering.errors import CommitmentError
+from fairgate.metering.merkle import ALG, EMPTY_ROOT, MerkleTree, hash_leaf, verify_inclusion
 
 SALT_SIZE = 32
 DEFAULT_BLOCK_SIZE = 16

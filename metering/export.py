@@ -21,7 +21,7 @@ from collections.abc import Iterable
 from enum import StrEnum
 from typing import Any, Protocol, TextIO
 
-from metering.canonical import canonical_json
+from fairgate.metering.canonical import canonical_json
 
 CLOUDEVENT_TYPE = "io.fairgate.usage"
 CSV_COLUMNS = (

@@ -34,23 +34,23 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Protocol
 
-from metering.canonical import canonical_json
-from metering.commitment import Opening
-from metering.errors import (
+from fairgate.metering.canonical import canonical_json
+from fairgate.metering.commitment import Opening
+from fairgate.metering.errors import (
     DuplicateRequestError,
     LedgerCorruptError,
     LedgerError,
     MeteringError,
 )
-from metering.pricing import PriceTable
-from metering.record import (
+from fairgate.metering.pricing import PriceTable
+from fairgate.metering.record import (
     GENESIS_HASH,
     LedgerEntry,
     Receipt,
     sign_record,
     unsigned_record,
 )
-from metering.signing import SigningKey
+from fairgate.metering.signing import SigningKey
 
 DEFAULT_CHAIN = "default"
 SQLITE_FILENAME = "ledger.sqlite3"
@@ -344,7 +344,7 @@ def open_ledger(
     data_dir = Path(data_dir)
     store: LedgerStore
     if url is None or url.startswith("sqlite:"):
-        from metering.ledger_sqlite import SQLiteStore
+        from fairgate.metering.ledger_sqlite import SQLiteStore
 
         if url is None:
             path = data_dir / SQLITE_FILENAME
@@ -354,7 +354,7 @@ def open_ledger(
             raise LedgerError(f"ledger url {url!r}: expected sqlite:///PATH")
         store = SQLiteStore(path)
     elif url.startswith(("postgresql://", "postgres://")):
-        from metering.ledger_postgres import PostgresStore
+        from fairgate.metering.ledger_postgres import PostgresStore
 
         store = PostgresStore(url)
     else:

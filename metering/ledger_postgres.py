@@ -19,8 +19,8 @@ from typing import Any
 
 import psycopg
 
-from metering.errors import LedgerError
-from metering.ledger import ChainHead, StoredRow, where_clause
+from fairgate.metering.errors import LedgerError
+from fairgate.metering.ledger import ChainHead, StoredRow, where_clause
 
 SCHEMA_VERSION = "1"
 _LOCK_NAMESPACE = "fairgate-ledger:"

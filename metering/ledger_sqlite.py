@@ -21,8 +21,8 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
-from metering.errors import LedgerError
-from metering.ledger import ChainHead, StoredRow, where_clause
+from fairgate.metering.errors import LedgerError
+from fairgate.metering.ledger import ChainHead, StoredRow, where_clause
 
 SCHEMA_VERSION = "1"
 _SCHEMA = """

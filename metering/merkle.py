@@ -31,7 +31,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Sequence
 
-from metering.errors import InvalidProofError, RootMismatchError
+from fairgate.metering.errors import InvalidProofError, RootMismatchError
 
 ALG = "rfc6962-sha256"
 HASH_SIZE = 32

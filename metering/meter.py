@@ -11,9 +11,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from metering.commitment import HiddenCommitter
-from metering.reasoning import Markers, Piece, ReasoningSplitter
-from metering.usage import Usage
+from fairgate.metering.commitment import HiddenCommitter
+from fairgate.metering.reasoning import Markers, Piece, ReasoningSplitter
+from fairgate.metering.usage import Usage
 
 
 @dataclass(slots=True, frozen=True)

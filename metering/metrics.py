@@ -18,7 +18,7 @@ from typing import SupportsFloat
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-from metering.usage import Usage
+from fairgate.metering.usage import Usage
 
 OTHER = "other"  # the label value of any tenant or model that is not configured
 TOKEN_KINDS = ("prompt", "cached_prompt", "completion", "reasoning")

@@ -27,8 +27,8 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from metering.errors import PricingError
-from metering.usage import Usage
+from fairgate.metering.errors import PricingError
+from fairgate.metering.usage import Usage
 
 DEFAULT_CURRENCY = "USD"
 FALLBACK_MODEL = "*"

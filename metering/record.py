@@ -32,12 +32,12 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from metering.canonical import canonical_json
-from metering.commitment import Commitment, Opening
-from metering.pricing import Cost, check_usage
-from metering.signing import PublicKey, SigningKey
-from metering.timestamps import format_rfc3339
-from metering.usage import Usage
+from fairgate.metering.canonical import canonical_json
+from fairgate.metering.commitment import Commitment, Opening
+from fairgate.metering.pricing import Cost, check_usage
+from fairgate.metering.signing import PublicKey, SigningKey
+from fairgate.metering.timestamps import format_rfc3339
+from fairgate.metering.usage import Usage
 
 RECORD_VERSION = 1
 GENESIS_HASH = "0" * 64

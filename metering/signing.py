@@ -35,7 +35,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from metering.errors import SigningKeyError
+from fairgate.metering.errors import SigningKeyError
 
 KEY_ENV = "FAIRGATE_SIGNING_KEY"
 KEYS_DIRNAME = "keys"

@@ -32,11 +32,11 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from metering.canonical import canonical_json
-from metering.errors import CanonicalJSONError
-from metering.merkle import EMPTY_ROOT
-from metering.record import GENESIS_HASH, RECORD_VERSION, verify_signature
-from metering.signing import PublicKey
+from fairgate.metering.canonical import canonical_json
+from fairgate.metering.errors import CanonicalJSONError
+from fairgate.metering.merkle import EMPTY_ROOT
+from fairgate.metering.record import GENESIS_HASH, RECORD_VERSION, verify_signature
+from fairgate.metering.signing import PublicKey
 
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 _EMPTY_ROOT_HEX = EMPTY_ROOT.hex()

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 from enum import Enum
 from typing import Protocol
 
-from replicas.stream import EngineEvent, EngineRequest
+from fairgate.replicas.stream import EngineEvent, EngineRequest
 
 
 class Health(Enum):
@@ -26,11 +26,14 @@ class EngineLoad:
 
 
 class Replica(Protocol):
-    replica_id: str
-    model: str
-    url: str | None
+    @property
+    def replica_id(self) -> str: ...
+    @property
+    def model(self) -> str: ...
+    @property
+    def url(self) -> str | None: ...
 
-    def stream(self, request: EngineRequest) -> AsyncIterator[EngineEvent]:
+    def stream(self, request: EngineRequest) -> AsyncGenerator[EngineEvent, None]:
         """Events of one generation; closing the iterator cancels it upstream."""
         ...
 

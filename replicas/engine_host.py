@@ -29,7 +29,7 @@ from pathlib import Path
 
 import httpx
 
-from replicas.vllm_process import (
+from fairgate.replicas.vllm_process import (
     VllmProcess,
     VllmSpec,
     free_port,

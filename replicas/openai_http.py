@@ -8,15 +8,15 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Any
 
 import httpx
 
-from replicas.base import EngineLoad
-from replicas.errors import ReplicaFailed, ReplicaRejected, ReplicaUnavailable
-from replicas.sse import sse_payloads
-from replicas.stream import (
+from fairgate.replicas.base import EngineLoad
+from fairgate.replicas.errors import ReplicaFailed, ReplicaRejected, ReplicaUnavailable
+from fairgate.replicas.sse import sse_payloads
+from fairgate.replicas.stream import (
     EngineDelta,
     EngineEvent,
     EnginePrompt,
@@ -53,7 +53,7 @@ class OpenAIReplica:
         # off for good the first time an upstream refuses it.
         self.extensions = extensions
 
-    async def stream(self, request: EngineRequest) -> AsyncIterator[EngineEvent]:
+    async def stream(self, request: EngineRequest) -> AsyncGenerator[EngineEvent, None]:
         try:
             async for event in self._stream(request, self.extensions):
                 yield event

@@ -16,7 +16,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,12 +24,12 @@ import httpx
 import ray
 from ray.exceptions import ActorUnavailableError, RayActorError
 
-from replicas.base import EngineLoad
-from replicas.engine_host import EngineHost, EngineState, EngineStatus, Placement, spec_key
-from replicas.errors import ReplicaUnavailable
-from replicas.openai_http import OpenAIReplica
-from replicas.stream import EngineEvent, EngineRequest
-from replicas.vllm_process import VllmSpec
+from fairgate.replicas.base import EngineLoad
+from fairgate.replicas.engine_host import EngineHost, EngineState, EngineStatus, Placement, spec_key
+from fairgate.replicas.errors import ReplicaUnavailable
+from fairgate.replicas.openai_http import OpenAIReplica
+from fairgate.replicas.stream import EngineEvent, EngineRequest
+from fairgate.replicas.vllm_process import VllmSpec
 
 log = logging.getLogger("fairgate.replicas")
 
@@ -78,7 +78,7 @@ class VllmEngineActor:
                 placement.cores_per_replica,
                 placement.local,
                 placement.log_dir,
-                ray.util.get_node_ip_address(),
+                ray.util.get_node_ip_address(),  # type: ignore[no-untyped-call]
             )
         self._host = EngineHost(spec, placement)
 
@@ -340,7 +340,7 @@ class RayVllmReplica:
         return self._http
 
     # -- serving -----------------------------------------------------------------------
-    async def stream(self, request: EngineRequest) -> AsyncIterator[EngineEvent]:
+    async def stream(self, request: EngineRequest) -> AsyncGenerator[EngineEvent, None]:
         http = self._require_http()
         self.active += 1
         try:

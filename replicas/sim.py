@@ -12,13 +12,20 @@ from __future__ import annotations
 import asyncio
 import hashlib
 from collections import OrderedDict
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
-from replicas.base import EngineLoad
-from replicas.errors import ReplicaFailed, ReplicaUnavailable
-from replicas.stream import EngineDelta, EngineEvent, EnginePrompt, EngineRequest, EngineUsage, Part
+from fairgate.replicas.base import EngineLoad
+from fairgate.replicas.errors import ReplicaFailed, ReplicaUnavailable
+from fairgate.replicas.stream import (
+    EngineDelta,
+    EngineEvent,
+    EnginePrompt,
+    EngineRequest,
+    EngineUsage,
+    Part,
+)
 
 # Content and reasoning draw on different words, so a test can tell any leaked reasoning.
 CONTENT_WORDS = (
@@ -105,7 +112,7 @@ class SimReplica:
         self.alive = True
         self._fail_after = None
 
-    async def stream(self, request: EngineRequest) -> AsyncIterator[EngineEvent]:
+    async def stream(self, request: EngineRequest) -> AsyncGenerator[EngineEvent, None]:
         if not self.alive:
             raise ReplicaUnavailable(f"{self.replica_id} is down", replica_id=self.replica_id)
         self.running += 1

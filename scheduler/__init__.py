@@ -5,10 +5,10 @@ No I/O, no clock, no global randomness: the gateway and the simulator drive the 
 ``Scheduler`` with the same events and get the same decisions.
 """
 
-from scheduler.admission import tune_inflight_limit
-from scheduler.config import Policy, RouterKind, SchedulerConfig
-from scheduler.core import Scheduler
-from scheduler.errors import (
+from fairgate.scheduler.admission import tune_inflight_limit
+from fairgate.scheduler.config import Policy, RouterKind, SchedulerConfig
+from fairgate.scheduler.core import Scheduler
+from fairgate.scheduler.errors import (
     ConfigError,
     DuplicateJob,
     DuplicateReplica,
@@ -20,8 +20,8 @@ from scheduler.errors import (
     UnknownJob,
     UnknownReplica,
 )
-from scheduler.job import Dispatch, Job, JobState
-from scheduler.stats import ReplicaStats, SchedulerStats, TenantStats
+from fairgate.scheduler.job import Dispatch, Job, JobState
+from fairgate.scheduler.stats import ReplicaStats, SchedulerStats, TenantStats
 
 __all__ = [
     "ConfigError",

@@ -16,14 +16,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from scheduler.errors import InvalidInput
+from fairgate.scheduler.errors import InvalidInput
 
 MIN_RETRY_AFTER_S = 1.0
 MAX_RETRY_AFTER_S = 60.0
 
 
-def tune_inflight_limit(limit: int, running: int, waiting: int, *, floor: int = 1,
-                        ceiling: int = 256) -> int:
+def tune_inflight_limit(
+    limit: int, running: int, waiting: int, *, floor: int = 1, ceiling: int = 256
+) -> int:
     """The next in-flight limit for a replica whose engine runs ``running`` and queues
     ``waiting`` requests."""
     if floor < 1 or ceiling < floor:

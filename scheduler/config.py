@@ -40,7 +40,7 @@ import math
 from dataclasses import dataclass
 from enum import StrEnum
 
-from scheduler.errors import ConfigError
+from fairgate.scheduler.errors import ConfigError
 
 
 class Policy(StrEnum):
@@ -80,10 +80,12 @@ class SchedulerConfig:
     def __post_init__(self) -> None:
         if self.policy not in Policy._value2member_map_:
             raise ConfigError(
-                "policy", f"{self.policy!r} is not one of {[p.value for p in Policy]}")
+                "policy", f"{self.policy!r} is not one of {[p.value for p in Policy]}"
+            )
         if self.router not in RouterKind._value2member_map_:
             raise ConfigError(
-                "router", f"{self.router!r} is not one of {[r.value for r in RouterKind]}")
+                "router", f"{self.router!r} is not one of {[r.value for r in RouterKind]}"
+            )
         _positive("quantum", self.quantum)
         _positive("replica_quantum", self.replica_quantum)
         _non_negative("prompt_weight", self.prompt_weight)

@@ -19,11 +19,11 @@ engines recompute it to produce the first output token.
 
 from __future__ import annotations
 
-from scheduler.admission import RetryAfter
-from scheduler.config import Policy, RouterKind, SchedulerConfig
-from scheduler.d2lpm import D2LPM
-from scheduler.dlpm import DLPM
-from scheduler.errors import (
+from fairgate.scheduler.admission import RetryAfter
+from fairgate.scheduler.config import Policy, RouterKind, SchedulerConfig
+from fairgate.scheduler.d2lpm import D2LPM
+from fairgate.scheduler.dlpm import DLPM
+from fairgate.scheduler.errors import (
     DuplicateJob,
     DuplicateReplica,
     InvalidInput,
@@ -32,18 +32,18 @@ from scheduler.errors import (
     UnknownJob,
     UnknownReplica,
 )
-from scheduler.fairness import Ledger
-from scheduler.fcfs import FCFS
-from scheduler.job import Dispatch, Job, JobRecord, JobState
-from scheduler.lpm import LPM
-from scheduler.policy import LocalPolicy
-from scheduler.radix import RadixTree
-from scheduler.replica import Replica
-from scheduler.router import Router
-from scheduler.routers import LeastLoad, LongestPrefix, RoundRobin
-from scheduler.stats import ReplicaStats, SchedulerStats, TenantStats
-from scheduler.tenants import TenantBook
-from scheduler.vtc import VTC
+from fairgate.scheduler.fairness import Ledger
+from fairgate.scheduler.fcfs import FCFS
+from fairgate.scheduler.job import Dispatch, Job, JobRecord, JobState
+from fairgate.scheduler.lpm import LPM
+from fairgate.scheduler.policy import LocalPolicy
+from fairgate.scheduler.radix import RadixTree
+from fairgate.scheduler.replica import Replica
+from fairgate.scheduler.router import Router
+from fairgate.scheduler.routers import LeastLoad, LongestPrefix, RoundRobin
+from fairgate.scheduler.stats import ReplicaStats, SchedulerStats, TenantStats
+from fairgate.scheduler.tenants import TenantBook
+from fairgate.scheduler.vtc import VTC
 
 
 class Scheduler:
@@ -71,8 +71,9 @@ class Scheduler:
         if isinstance(budget, bool) or not isinstance(budget, int) or budget < 0:
             raise InvalidInput(f"cache_tokens must be an integer >= 0, got {budget!r}")
         tree = RadixTree(budget)
-        self._replicas[replica_id] = Replica(replica_id, model, tree, self._make_policy(tree),
-                                             self.config.max_inflight_per_replica)
+        self._replicas[replica_id] = Replica(
+            replica_id, model, tree, self._make_policy(tree), self.config.max_inflight_per_replica
+        )
         self._rescue(model)
 
     def remove_replica(self, replica_id: str, now: float) -> list[str]:
@@ -146,9 +147,11 @@ class Scheduler:
         """The engine produced the job's first token and (if known) reported how many prompt
         tokens it found cached: replace the predicted prompt charge with the real one."""
         record = self._job(job_id)
-        if cached_tokens is not None and (isinstance(cached_tokens, bool)
-                                          or not isinstance(cached_tokens, int)
-                                          or cached_tokens < 0):
+        if cached_tokens is not None and (
+            isinstance(cached_tokens, bool)
+            or not isinstance(cached_tokens, int)
+            or cached_tokens < 0
+        ):
             raise InvalidInput(f"cached_tokens must be an integer >= 0, got {cached_tokens!r}")
         record.see_first_token()
         if cached_tokens is None:
@@ -205,24 +208,42 @@ class Scheduler:
     # -- observation -----------------------------------------------------------------------
     def stats(self) -> SchedulerStats:
         replicas = list(self._replicas.values())
-        ledgers = list({id(r.queue.ledger): r.queue.ledger for r in replicas
-                        if r.queue.ledger is not None}.values())
+        ledgers = list(
+            {
+                id(r.queue.ledger): r.queue.ledger for r in replicas if r.queue.ledger is not None
+            }.values()
+        )
         tenants = {
             a.name: TenantStats(
-                tenant=a.name, weight=a.weight, queued=a.queued, inflight=a.inflight,
+                tenant=a.name,
+                weight=a.weight,
+                queued=a.queued,
+                inflight=a.inflight,
                 deficit=sum(ledger.deficits.get(a.name, 0.0) for ledger in ledgers),
-                virtual_counter=max((ledger.counters.get(a.name, 0.0) for ledger in ledgers),
-                                    default=0.0),
-                served_tokens=a.served, replica_deficits=self._router.deficits(a.name))
-            for a in self._tenants}
+                virtual_counter=max(
+                    (ledger.counters.get(a.name, 0.0) for ledger in ledgers), default=0.0
+                ),
+                served_tokens=a.served,
+                replica_deficits=self._router.deficits(a.name),
+            )
+            for a in self._tenants
+        }
         replica_stats = {
             r.replica_id: ReplicaStats(
-                replica_id=r.replica_id, model=r.model, healthy=r.healthy, queued=len(r.queue),
-                inflight=len(r.inflight), inflight_limit=r.inflight_limit,
-                prompt_tokens=r.prompt_tokens, predicted_hit_tokens=r.predicted_hit_tokens,
-                reported_prompt_tokens=r.reported_prompt_tokens, cached_tokens=r.cached_tokens,
-                index_tokens=r.tree.tokens)
-            for r in replicas}
+                replica_id=r.replica_id,
+                model=r.model,
+                healthy=r.healthy,
+                queued=len(r.queue),
+                inflight=len(r.inflight),
+                inflight_limit=r.inflight_limit,
+                prompt_tokens=r.prompt_tokens,
+                predicted_hit_tokens=r.predicted_hit_tokens,
+                reported_prompt_tokens=r.reported_prompt_tokens,
+                cached_tokens=r.cached_tokens,
+                index_tokens=r.tree.tokens,
+            )
+            for r in replicas
+        }
         return SchedulerStats(tenants, replica_stats, self._routed, self._admitted)
 
     # -- internals -------------------------------------------------------------------------
@@ -255,9 +276,14 @@ class Scheduler:
         return record
 
     def _candidates(self, job: Job, avoid: Replica | None) -> list[Replica]:
-        return [r for r in self._replicas.values()
-                if r.model == job.model and r.healthy and r is not avoid
-                and r.replica_id not in job.exclude]
+        return [
+            r
+            for r in self._replicas.values()
+            if r.model == job.model
+            and r.healthy
+            and r is not avoid
+            and r.replica_id not in job.exclude
+        ]
 
     def _route(self, job: Job, candidates: list[Replica]) -> tuple[Replica, int]:
         replica = self._router.route(job, candidates)
@@ -305,8 +331,11 @@ class Scheduler:
 
     def _queued_on(self, replica: Replica) -> list[JobRecord]:
         """Queued jobs of ``replica`` in arrival order (O(jobs): only on replica events)."""
-        return [r for r in self._jobs.values()
-                if r.state is JobState.QUEUED and r.replica_id == replica.replica_id]
+        return [
+            r
+            for r in self._jobs.values()
+            if r.state is JobState.QUEUED and r.replica_id == replica.replica_id
+        ]
 
     def _start(self, record: JobRecord, replica: Replica, now: float) -> None:
         job = record.job

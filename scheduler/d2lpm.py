@@ -23,10 +23,10 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
-from scheduler.config import SchedulerConfig
-from scheduler.job import Job
-from scheduler.router import C, Router, imbalanced, least_loaded
-from scheduler.tenants import TenantBook
+from fairgate.scheduler.config import SchedulerConfig
+from fairgate.scheduler.job import Job
+from fairgate.scheduler.router import C, Router, imbalanced, least_loaded
+from fairgate.scheduler.tenants import TenantBook
 
 
 class D2LPM(Router):
@@ -37,8 +37,7 @@ class D2LPM(Router):
 
     def route(self, job: Job, candidates: Sequence[C]) -> C:
         cfg = self.config
-        if len(candidates) > 1 and imbalanced(candidates, cfg.load_gap,
-                                              cfg.balance_rel_threshold):
+        if len(candidates) > 1 and imbalanced(candidates, cfg.load_gap, cfg.balance_rel_threshold):
             return least_loaded(candidates)
         credit = self._deficits.setdefault(job.tenant, {})
         if all(credit.get(c.replica_id, 0.0) <= 0 for c in candidates):
@@ -48,8 +47,11 @@ class D2LPM(Router):
             # A short match (a chat template's first tokens) is no locality worth following.
             matches = [0] * len(candidates)
         best = max(matches)
-        positive = [(m, c) for m, c in zip(matches, candidates, strict=True)
-                    if credit.get(c.replica_id, 0.0) > 0]
+        positive = [
+            (m, c)
+            for m, c in zip(matches, candidates, strict=True)
+            if credit.get(c.replica_id, 0.0) > 0
+        ]
         top = [c for m, c in positive if m == best]
         if top:
             return least_loaded(top)

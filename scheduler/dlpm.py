@@ -26,17 +26,18 @@ from __future__ import annotations
 
 import math
 
-from scheduler.fairness import Ledger
-from scheduler.job import JobRecord
-from scheduler.policy import LocalPolicy
-from scheduler.prefix_queue import PrefixQueue
-from scheduler.radix import RadixTree
-from scheduler.tenants import TenantBook
+from fairgate.scheduler.fairness import Ledger
+from fairgate.scheduler.job import JobRecord
+from fairgate.scheduler.policy import LocalPolicy
+from fairgate.scheduler.prefix_queue import PrefixQueue
+from fairgate.scheduler.radix import RadixTree
+from fairgate.scheduler.tenants import TenantBook
 
 
 class DLPM(LocalPolicy):
-    def __init__(self, tenants: TenantBook, ledger: Ledger, tree: RadixTree,
-                 quantum: float) -> None:
+    def __init__(
+        self, tenants: TenantBook, ledger: Ledger, tree: RadixTree, quantum: float
+    ) -> None:
         super().__init__(tenants)
         self.ledger: Ledger = ledger
         self.quantum = quantum
@@ -91,9 +92,11 @@ class DLPM(LocalPolicy):
         backlogged in the ledger's scope."""
         rounds = min(
             math.floor(-self._deficits.get(t, 0.0) / (self.quantum * self.tenants.weight(t))) + 1
-            for t in here)
+            for t in here
+        )
         rounds = max(rounds, 1)
         for t in self.ledger.backlogged():
-            self._deficits[t] = (self._deficits.get(t, 0.0)
-                                 + rounds * self.quantum * self.tenants.weight(t))
+            self._deficits[t] = self._deficits.get(
+                t, 0.0
+            ) + rounds * self.quantum * self.tenants.weight(t)
         self.refills += rounds

@@ -28,7 +28,8 @@ class QueueFull(SchedulerError):
 
     def __init__(self, tenant: str, retry_after_s: float) -> None:
         super().__init__(
-            f"tenant {tenant!r} has too many queued jobs; retry in {retry_after_s:.1f}s")
+            f"tenant {tenant!r} has too many queued jobs; retry in {retry_after_s:.1f}s"
+        )
         self.tenant = tenant
         self.retry_after_s = retry_after_s
 

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from scheduler.fifo import SeqQueue
-from scheduler.job import JobRecord
-from scheduler.policy import LocalPolicy
-from scheduler.tenants import TenantBook
+from fairgate.scheduler.fifo import SeqQueue
+from fairgate.scheduler.job import JobRecord
+from fairgate.scheduler.policy import LocalPolicy
+from fairgate.scheduler.tenants import TenantBook
 
 
 class FCFS(LocalPolicy):

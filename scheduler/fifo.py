@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import heapq
 
-from scheduler.job import JobRecord
+from fairgate.scheduler.job import JobRecord
 
 
 class SeqQueue:

@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import Enum
 
-from scheduler.errors import InvalidInput, JobStateError
+from fairgate.scheduler.errors import InvalidInput, JobStateError
 
 
 @dataclass(slots=True, frozen=True)
@@ -43,8 +43,11 @@ class Job:
             raise InvalidInput("model must be a non-empty string")
         if not isinstance(self.prompt, tuple):
             raise InvalidInput("prompt must be a tuple of token ids")
-        if isinstance(self.max_tokens, bool) or not isinstance(self.max_tokens, int) \
-                or self.max_tokens < 0:
+        if (
+            isinstance(self.max_tokens, bool)
+            or not isinstance(self.max_tokens, int)
+            or self.max_tokens < 0
+        ):
             raise InvalidInput(f"max_tokens must be an integer >= 0, got {self.max_tokens!r}")
 
     @property

@@ -7,11 +7,11 @@ Ties go to the earliest arrival.
 
 from __future__ import annotations
 
-from scheduler.job import JobRecord
-from scheduler.policy import LocalPolicy
-from scheduler.prefix_queue import PrefixQueue
-from scheduler.radix import RadixTree
-from scheduler.tenants import TenantBook
+from fairgate.scheduler.job import JobRecord
+from fairgate.scheduler.policy import LocalPolicy
+from fairgate.scheduler.prefix_queue import PrefixQueue
+from fairgate.scheduler.radix import RadixTree
+from fairgate.scheduler.tenants import TenantBook
 
 
 class LPM(LocalPolicy):

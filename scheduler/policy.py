@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 
-from scheduler.fairness import Ledger
-from scheduler.job import JobRecord
-from scheduler.tenants import TenantBook
+from fairgate.scheduler.fairness import Ledger
+from fairgate.scheduler.job import JobRecord
+from fairgate.scheduler.tenants import TenantBook
 
 
 class LocalPolicy(ABC):

@@ -24,8 +24,8 @@ from __future__ import annotations
 import heapq
 from collections.abc import Iterable
 
-from scheduler.job import JobRecord
-from scheduler.radix import Node, RadixTree
+from fairgate.scheduler.job import JobRecord
+from fairgate.scheduler.radix import Node, RadixTree
 
 # (depth, next token the prompt needs, or None when the whole prompt is matched)
 _Key = tuple[int, int | None]
@@ -125,8 +125,10 @@ class PrefixQueue:
                 del self._parked[node]
 
     def _rebuild_heap(self, tenant: str) -> None:
-        heap = [(-self._where[j][1], self._records[j].seq, self._version[j], j)
-                for j in self._by_tenant[tenant]]
+        heap = [
+            (-self._where[j][1], self._records[j].seq, self._version[j], j)
+            for j in self._by_tenant[tenant]
+        ]
         heapq.heapify(heap)
         self._heaps[tenant] = heap
 

@@ -128,7 +128,7 @@ class RadixTree:
         while stack:
             node = stack.pop()
             if not node.children and not node.is_root:
-                yield node.seq[:node.end]
+                yield node.seq[: node.end]
             stack.extend(node.children.values())
 
     def namespaces(self) -> list[Namespace]:
@@ -188,8 +188,9 @@ class RadixTree:
             self._roots[ns] = root
         return root
 
-    def _new_node(self, seq: tuple[int, ...], start: int, end: int, parent: Node,
-                  stamp: int) -> Node:
+    def _new_node(
+        self, seq: tuple[int, ...], start: int, end: int, parent: Node, stamp: int
+    ) -> Node:
         self._nodes += 1
         return Node(seq, start, end, parent, stamp)
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from scheduler.job import Job
-from scheduler.policy import LocalPolicy
-from scheduler.radix import RadixTree
+from fairgate.scheduler.job import Job
+from fairgate.scheduler.policy import LocalPolicy
+from fairgate.scheduler.radix import RadixTree
 
 
 @dataclass(slots=True, eq=False)

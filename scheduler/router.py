@@ -12,9 +12,9 @@ from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from typing import Protocol, TypeVar
 
-from scheduler.config import SchedulerConfig
-from scheduler.job import Job
-from scheduler.tenants import TenantBook
+from fairgate.scheduler.config import SchedulerConfig
+from fairgate.scheduler.job import Job
+from fairgate.scheduler.tenants import TenantBook
 
 
 class Candidate(Protocol):

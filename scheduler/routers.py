@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from scheduler.config import SchedulerConfig
-from scheduler.job import Job
-from scheduler.router import C, Router, imbalanced, least_loaded
-from scheduler.tenants import TenantBook
+from fairgate.scheduler.config import SchedulerConfig
+from fairgate.scheduler.job import Job
+from fairgate.scheduler.router import C, Router, imbalanced, least_loaded
+from fairgate.scheduler.tenants import TenantBook
 
 
 class RoundRobin(Router):
@@ -43,8 +43,7 @@ class LongestPrefix(Router):
 
     def route(self, job: Job, candidates: Sequence[C]) -> C:
         cfg = self.config
-        if len(candidates) > 1 and imbalanced(candidates, cfg.load_gap,
-                                              cfg.balance_rel_threshold):
+        if len(candidates) > 1 and imbalanced(candidates, cfg.load_gap, cfg.balance_rel_threshold):
             return least_loaded(candidates)
         matches = [c.prefix_match(job) for c in candidates]
         best = max(matches)

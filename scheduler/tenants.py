@@ -6,7 +6,7 @@ import math
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from scheduler.errors import InvalidInput
+from fairgate.scheduler.errors import InvalidInput
 
 
 @dataclass(slots=True)
@@ -40,10 +40,15 @@ class TenantBook:
     def set_weight(self, name: str, weight: float) -> None:
         if not name:
             raise InvalidInput("tenant name must be a non-empty string")
-        if isinstance(weight, bool) or not isinstance(weight, int | float) \
-                or not math.isfinite(weight) or weight <= 0:
+        if (
+            isinstance(weight, bool)
+            or not isinstance(weight, int | float)
+            or not math.isfinite(weight)
+            or weight <= 0
+        ):
             raise InvalidInput(
-                f"tenant {name!r}: weight must be a finite number > 0, got {weight!r}")
+                f"tenant {name!r}: weight must be a finite number > 0, got {weight!r}"
+            )
         self.account(name).weight = float(weight)
 
     def __iter__(self) -> Iterator[TenantAccount]:

@@ -17,11 +17,11 @@ when g is admitted, c_g <= c_f; afterwards g gains at most U before its next adm
 
 from __future__ import annotations
 
-from scheduler.fairness import Ledger
-from scheduler.fifo import SeqQueue
-from scheduler.job import JobRecord
-from scheduler.policy import LocalPolicy
-from scheduler.tenants import TenantBook
+from fairgate.scheduler.fairness import Ledger
+from fairgate.scheduler.fifo import SeqQueue
+from fairgate.scheduler.job import JobRecord
+from fairgate.scheduler.policy import LocalPolicy
+from fairgate.scheduler.tenants import TenantBook
 
 
 class VTC(LocalPolicy):

@@ -27,8 +27,8 @@ from collections import deque
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
-from metering.tokens import WordTokenizer
-from replicas.sim import CONTENT_WORDS, PrefixCache
+from fairgate.metering.tokens import WordTokenizer
+from fairgate.replicas.sim import CONTENT_WORDS, PrefixCache
 
 __all__ = ["MODEL", "EngineSettings", "EngineStats", "Sequence", "SimEngine", "answer_word"]
 

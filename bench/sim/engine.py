@@ -20,7 +20,7 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass, field
 
-from scheduler.radix import RadixTree
+from fairgate.scheduler.radix import RadixTree
 
 
 @dataclass(slots=True, frozen=True)
@@ -59,8 +59,9 @@ class Engine:
         self.cached_tokens = 0
         self.busy = False
 
-    def submit(self, job_id: str, namespace: tuple[str, str], prompt: tuple[int, ...],
-               output: int) -> None:
+    def submit(
+        self, job_id: str, namespace: tuple[str, str], prompt: tuple[int, ...], output: int
+    ) -> None:
         self.waiting.append(_Sequence(job_id, namespace, prompt, output))
 
     def has_work(self) -> bool:
@@ -91,7 +92,10 @@ class Engine:
                 out.finished.append(seq.job_id)
             else:
                 still.append(seq)
-        duration = (self.cost.decode_s + self.cost.decode_s_per_seq * len(self.running)
-                    + self.cost.prefill_s_per_token * prefill)
+        duration = (
+            self.cost.decode_s
+            + self.cost.decode_s_per_seq * len(self.running)
+            + self.cost.prefill_s_per_token * prefill
+        )
         self.running = still
         return duration, out

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 from bench.sim.engine import CostModel, Engine, StepOutput
 from bench.sim.workload import Request
-from scheduler import Job, QueueFull, Scheduler, SchedulerConfig, tune_inflight_limit
+from fairgate.scheduler import Job, QueueFull, Scheduler, SchedulerConfig, tune_inflight_limit
 
 MODEL = "sim-model"
 
@@ -114,10 +114,14 @@ class Simulation:
                 self._step_end(key, now)
             self._pump(now)
         engines = self.engines.values()
-        return SimResult(self.tenants, self.window or 1.0, now,
-                         sum(e.prompt_tokens for e in engines),
-                         sum(e.cached_tokens for e in engines),
-                         self.scheduler.stats().decisions)
+        return SimResult(
+            self.tenants,
+            self.window or 1.0,
+            now,
+            sum(e.prompt_tokens for e in engines),
+            sum(e.cached_tokens for e in engines),
+            self.scheduler.stats().decisions,
+        )
 
     def _push(self, at: float, kind: int, key: str) -> None:
         self._order += 1
@@ -135,8 +139,9 @@ class Simulation:
     def _pump(self, now: float) -> None:
         for dispatch in self.scheduler.admit(now):
             request = self._by_id[dispatch.job_id]
-            self.engines[dispatch.replica_id].submit(request.request_id, (MODEL, ""),
-                                                     request.prompt, request.output)
+            self.engines[dispatch.replica_id].submit(
+                request.request_id, (MODEL, ""), request.prompt, request.output
+            )
         for replica_id, engine in self.engines.items():
             if not engine.busy and engine.has_work():
                 duration, output = engine.step()
@@ -174,9 +179,15 @@ class Simulation:
                 tenant.service += cfg.completion_weight
         if self.config.adaptive_admission:
             limit = sched.stats().replicas[replica_id].inflight_limit
-            sched.set_inflight_limit(replica_id, tune_inflight_limit(
-                limit, running=len(engine.running), waiting=len(engine.waiting),
-                ceiling=4 * self.config.cost.batch_slots))
+            sched.set_inflight_limit(
+                replica_id,
+                tune_inflight_limit(
+                    limit,
+                    running=len(engine.running),
+                    waiting=len(engine.waiting),
+                    ceiling=4 * self.config.cost.batch_slots,
+                ),
+            )
 
     def _flush(self, job_id: str, now: float) -> None:
         n = self._pending[job_id]

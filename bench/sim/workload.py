@@ -35,10 +35,12 @@ class TenantLoad:
     output: tuple[int, int] = (50, 250)
 
 
-def documents(rng: random.Random, count: int,
-              length: tuple[int, int]) -> tuple[tuple[int, ...], ...]:
-    return tuple(tuple(rng.randrange(VOCAB) for _ in range(rng.randint(*length)))
-                 for _ in range(count))
+def documents(
+    rng: random.Random, count: int, length: tuple[int, int]
+) -> tuple[tuple[int, ...], ...]:
+    return tuple(
+        tuple(rng.randrange(VOCAB) for _ in range(rng.randint(*length))) for _ in range(count)
+    )
 
 
 def generate(rng: random.Random, loads: list[TenantLoad], duration: float) -> list[Request]:
@@ -50,24 +52,34 @@ def generate(rng: random.Random, loads: list[TenantLoad], duration: float) -> li
         while t < duration:
             doc = rng.choice(load.documents)
             question = tuple(rng.randrange(VOCAB) for _ in range(rng.randint(*load.question)))
-            requests.append(Request(f"{load.tenant}-{n}", load.tenant, t, doc + question,
-                                    max(1, rng.randint(*load.output))))
+            requests.append(
+                Request(
+                    f"{load.tenant}-{n}",
+                    load.tenant,
+                    t,
+                    doc + question,
+                    max(1, rng.randint(*load.output)),
+                )
+            )
             n += 1
             t += rng.expovariate(load.rate)
     requests.sort(key=lambda r: (r.at, r.request_id))
     return requests
 
 
-def flood(rng: random.Random, duration: float = 60.0, rate: float = 5.0,
-          factor: float = 10.0) -> list[Request]:
+def flood(
+    rng: random.Random, duration: float = 60.0, rate: float = 5.0, factor: float = 10.0
+) -> list[Request]:
     """One tenant floods with ``factor`` times the requests of two others. Each tenant has its
     own six documents (about 40,000 tokens in all: more than one replica caches, less than
     four do). At the default rate each light tenant alone asks for about twice a
     third of the default cluster (4 replicas x 8 slots), so all three stay backlogged and the
     fair outcome is equal service."""
-    loads = [TenantLoad("flood", rate * factor, documents(rng, 6, (1500, 3000))),
-             TenantLoad("light-a", rate, documents(rng, 6, (1500, 3000))),
-             TenantLoad("light-b", rate, documents(rng, 6, (1500, 3000)))]
+    loads = [
+        TenantLoad("flood", rate * factor, documents(rng, 6, (1500, 3000))),
+        TenantLoad("light-a", rate, documents(rng, 6, (1500, 3000))),
+        TenantLoad("light-b", rate, documents(rng, 6, (1500, 3000))),
+    ]
     return generate(rng, loads, duration)
 
 
@@ -77,10 +89,15 @@ def shared_prefix(rng: random.Random, duration: float = 60.0, rate: float = 3.0)
     so locality across tenants pays off too."""
     hot = documents(rng, 2, (2000, 3000))
     warm = documents(rng, 16, (1500, 2500))
-    cold = tuple(tuple(rng.randrange(VOCAB) for _ in range(rng.randint(300, 800)))
-                 for _ in range(400))
-    loads = [TenantLoad("hot", rate, hot), TenantLoad("warm", rate, warm),
-             TenantLoad("cold", rate, cold), TenantLoad("cross", rate, hot + warm)]
+    cold = tuple(
+        tuple(rng.randrange(VOCAB) for _ in range(rng.randint(300, 800))) for _ in range(400)
+    )
+    loads = [
+        TenantLoad("hot", rate, hot),
+        TenantLoad("warm", rate, warm),
+        TenantLoad("cold", rate, cold),
+        TenantLoad("cross", rate, hot + warm),
+    ]
     return generate(rng, loads, duration)
 
 

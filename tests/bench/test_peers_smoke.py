@@ -22,7 +22,7 @@ from bench.peers.peer_env import PeerEnv
 from bench.peers.report import jain, percentile, render_table, summarize
 from bench.peers.upstream import create_app
 from bench.peers.workloads import FLOOD_TENANTS, FloodSpec, run_flood
-from gateway.config import parse_config
+from fairgate.gateway.config import parse_config
 
 FAST = EngineSettings(slots=2, step_s=0.002, prefill_s_per_token=0.0, cache_tokens=4096)
 

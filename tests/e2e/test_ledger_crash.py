@@ -20,7 +20,7 @@ import pytest
 import yaml
 
 pytestmark = pytest.mark.e2e
-FAIRGATE = [sys.executable, "-m", "gateway.cli"]
+FAIRGATE = [sys.executable, "-m", "fairgate.gateway.cli"]
 
 
 def _free_port() -> int:

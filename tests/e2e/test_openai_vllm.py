@@ -15,7 +15,7 @@ import httpx
 import openai
 import pytest
 
-from gateway.config import parse_config
+from fairgate.gateway.config import parse_config
 from tests.support.gateway_server import GatewayServer
 from tests.support.tiny_reasoner import (
     CHAT_TEMPLATE,

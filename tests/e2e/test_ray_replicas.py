@@ -29,8 +29,8 @@ import psutil
 import pytest
 import yaml
 
-from gateway.config import parse_config
-from replicas.vllm_process import free_port
+from fairgate.gateway.config import parse_config
+from fairgate.replicas.vllm_process import free_port
 from tests.e2e.conftest import (
     marked_env,
     marked_processes,
@@ -292,7 +292,9 @@ class ServeProcess:
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = cwd / f"serve-{self.port}.log"
         script = Path(sys.executable).with_name("fairgate")
-        command = [str(script)] if script.exists() else [sys.executable, "-m", "gateway.cli"]
+        command = (
+            [str(script)] if script.exists() else [sys.executable, "-m", "fairgate.gateway.cli"]
+        )
         self.started = time.monotonic()
         with self.log_path.open("wb") as log:
             self.proc = subprocess.Popen(
@@ -387,7 +389,7 @@ def test_serve_without_configuration_answers_with_the_embedded_model(
         assert serve.proc.poll() is None
 
         listing = subprocess.run(
-            [sys.executable, "-m", "gateway.cli", "replicas", "--url", serve.url],
+            [sys.executable, "-m", "fairgate.gateway.cli", "replicas", "--url", serve.url],
             cwd=tmp_path, capture_output=True, text=True, timeout=60,
         )  # fmt: skip
         assert listing.returncode == 0, listing.stderr
@@ -539,7 +541,7 @@ def test_admin_endpoint_lists_replicas_behind_the_admin_key(deployment: Deployme
 
 def test_cli_lists_replicas(deployment: Deployment) -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "gateway.cli", "replicas", "--config", str(deployment.config_path),
+        [sys.executable, "-m", "fairgate", "replicas", "--config", str(deployment.config_path),
          "--url", deployment.server.base_url],
         capture_output=True, text=True, timeout=60,
     )  # fmt: skip

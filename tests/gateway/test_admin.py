@@ -11,13 +11,13 @@ import httpx
 import pytest
 import yaml
 
-from gateway.admin import ADMIN_KEY_FILE, admin_key
-from gateway.cli_replicas import gateway_url, render_table
-from gateway.config import parse_config
-from gateway.dispatcher import Dispatcher
-from gateway.errors import Unavailable
-from gateway.runtime import EMBEDDED_MODEL, Runtime, with_default_model
-from scheduler import Scheduler, SchedulerConfig
+from fairgate.gateway.admin import ADMIN_KEY_FILE, admin_key
+from fairgate.gateway.cli_replicas import gateway_url, render_table
+from fairgate.gateway.config import parse_config
+from fairgate.gateway.dispatcher import Dispatcher
+from fairgate.gateway.errors import Unavailable
+from fairgate.gateway.runtime import EMBEDDED_MODEL, Runtime, with_default_model
+from fairgate.scheduler import Scheduler, SchedulerConfig
 from tests.support.gateway_server import GatewayServer, sim_config
 
 ADMIN = {"Authorization": "Bearer admin-secret"}

@@ -13,18 +13,18 @@ from typing import Any
 import httpx
 import pytest
 
-from gateway import cli
-from gateway.cli_audit import run_audit
-from metering.audit import (
+from fairgate.gateway import cli
+from fairgate.gateway.cli_audit import run_audit
+from fairgate.metering.audit import (
     Challenge,
     parse_receipt,
     sample_positions,
 )
-from metering.audit_check import (
+from fairgate.metering.audit_check import (
     Reason,
 )
-from metering.record import Receipt
-from replicas.sim import REASONING_WORDS
+from fairgate.metering.record import Receipt
+from fairgate.replicas.sim import REASONING_WORDS
 from tests.gateway.conftest import client, one_record
 from tests.support.gateway_server import GatewayServer, sim_config
 
@@ -86,7 +86,7 @@ def test_an_honest_request_audits_clean_through_the_cli(
         [
             sys.executable,
             "-m",
-            "gateway.cli",
+            "fairgate.gateway.cli",
             "audit",
             "--url",
             gateway.base_url,

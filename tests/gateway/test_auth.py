@@ -8,9 +8,9 @@ from pathlib import Path
 
 import yaml
 
-from gateway.auth import KeyRing, KeyStore, bearer_token, digest
-from gateway.config import parse_config
-from gateway.runtime import load_tenants
+from fairgate.gateway.auth import KeyRing, KeyStore, bearer_token, digest
+from fairgate.gateway.config import parse_config
+from fairgate.gateway.runtime import load_tenants
 
 
 def test_keyring_maps_keys_to_tenants() -> None:
@@ -53,7 +53,7 @@ def test_keys_create_cli(tmp_path: Path) -> None:
         [
             sys.executable,
             "-m",
-            "gateway.cli",
+            "fairgate.gateway.cli",
             "keys",
             "create",
             "--tenant",

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from gateway.config import ConfigError, load_config, parse_config
+from fairgate.gateway.config import ConfigError, load_config, parse_config
 
 DOCUMENTED = """
 listen: {host: 127.0.0.1, port: 8000}
@@ -68,7 +68,7 @@ def test_cli_exits_2_naming_the_key(tmp_path: Path) -> None:
     path = tmp_path / "bad.yaml"
     path.write_text(yaml.safe_dump({"scheduler": {"polcy": "dlpm"}}))
     result = subprocess.run(
-        [sys.executable, "-m", "gateway.cli", "serve", "--config", str(path)],
+        [sys.executable, "-m", "fairgate.gateway.cli", "serve", "--config", str(path)],
         capture_output=True,
         text=True,
         timeout=60,
@@ -80,7 +80,7 @@ def test_cli_exits_2_naming_the_key(tmp_path: Path) -> None:
 
 def test_cli_help_explains_itself() -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "gateway.cli", "serve", "--help"],
+        [sys.executable, "-m", "fairgate.gateway.cli", "serve", "--help"],
         capture_output=True,
         text=True,
         timeout=60,

@@ -7,7 +7,7 @@ import time
 import httpx
 import pytest
 
-from replicas.sim import SimReplica
+from fairgate.replicas.sim import SimReplica
 from tests.gateway.conftest import one_record, records_for
 from tests.support.gateway_server import GatewayServer
 

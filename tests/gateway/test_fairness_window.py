@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from gateway.fairness_window import FairnessWindow, jain
+from fairgate.gateway.fairness_window import FairnessWindow, jain
 
 W1 = {"a": 1.0, "b": 1.0, "c": 1.0}
 

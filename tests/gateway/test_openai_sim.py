@@ -7,7 +7,7 @@ import json
 import httpx
 import pytest
 
-from replicas.sim import REASONING_WORDS
+from fairgate.replicas.sim import REASONING_WORDS
 from tests.gateway.conftest import async_client, client, one_record
 from tests.support.gateway_server import GatewayServer
 

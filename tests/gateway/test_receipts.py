@@ -8,8 +8,8 @@ from pathlib import Path
 import httpx
 import openai
 
-from metering.canonical import canonical_json
-from metering.signing import PublicKey
+from fairgate.metering.canonical import canonical_json
+from fairgate.metering.signing import PublicKey
 from tests.gateway.conftest import client, one_record
 from tests.support.gateway_server import GatewayServer, sim_config
 

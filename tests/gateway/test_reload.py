@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
-from gateway.config import parse_config
-from gateway.reload import ScalePlan, plan_reload, scale_plan
+from fairgate.gateway.config import parse_config
+from fairgate.gateway.reload import ScalePlan, plan_reload, scale_plan
 
 
 def test_scaling_down_stops_the_highest_indices() -> None:

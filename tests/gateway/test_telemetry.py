@@ -17,8 +17,8 @@ import openai
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from gateway.runtime import Runtime
-from gateway.serve import _Formatter
+from fairgate.gateway.runtime import Runtime
+from fairgate.gateway.serve import _Formatter
 from tests.gateway.conftest import client
 from tests.support.fake_engine import FakeEngine
 from tests.support.gateway_server import GatewayServer, sim_config

@@ -18,7 +18,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from gateway.config import parse_config
+from fairgate.gateway.config import parse_config
 from tests.support.helm import ROOT, helm
 
 CHART = ROOT / "helm" / "fairgate"

@@ -22,12 +22,12 @@ from typing import Any
 
 import pytest
 
-from metering.commitment import HiddenCommitter
-from metering.export import export_ledger
-from metering.ledger import Ledger, open_ledger
-from metering.record import LedgerEntry
-from metering.signing import SigningKey
-from metering.usage import Usage
+from fairgate.metering.commitment import HiddenCommitter
+from fairgate.metering.export import export_ledger
+from fairgate.metering.ledger import Ledger, open_ledger
+from fairgate.metering.record import LedgerEntry
+from fairgate.metering.signing import SigningKey
+from fairgate.metering.usage import Usage
 
 
 def _pg_bin() -> Path | None:

@@ -16,9 +16,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import metering.audit
-import metering.audit_check
-from metering.audit import (
+from fairgate import metering
+from fairgate.metering.audit import (
     MAX_SAMPLES,
     AuditResponse,
     Challenge,
@@ -27,22 +26,22 @@ from metering.audit import (
     parse_receipt,
     sample_positions,
 )
-from metering.audit_check import (
+from fairgate.metering.audit_check import (
     Reason,
     Severity,
     TokenPolicy,
     verify_audit,
 )
-from metering.commitment import Commitment, HiddenCommitter, Opening
-from metering.record import (
+from fairgate.metering.commitment import Commitment, HiddenCommitter, Opening
+from fairgate.metering.record import (
     GENESIS_HASH,
     LedgerEntry,
     Receipt,
     sign_record,
     unsigned_record,
 )
-from metering.signing import SigningKey
-from metering.usage import Usage
+from fairgate.metering.signing import SigningKey
+from fairgate.metering.usage import Usage
 
 REPO = Path(__file__).resolve().parents[2]
 KEY = SigningKey.generate()
@@ -285,8 +284,8 @@ def test_changed_block_text_is_a_block_mismatch() -> None:
 
 
 def test_a_changed_block_with_its_leaf_recomputed_fails_the_proof() -> None:
-    from metering.commitment import block_fingerprint, leaf_data
-    from metering.merkle import hash_leaf
+    from fairgate.metering.commitment import block_fingerprint, leaf_data
+    from fairgate.metering.merkle import hash_leaf
 
     _, record, challenge, response = honest(40)
     o = response.openings[0].opening
@@ -330,7 +329,7 @@ def test_an_inflated_count_over_a_smaller_tree_is_caught_by_the_last_position() 
             },
         }
     )
-    from metering.commitment import verify_leaf_opening
+    from fairgate.metering.commitment import verify_leaf_opening
 
     verify_leaf_opening(Commitment(root=real.commitment().root, leaves=8), real.open_leaf(0))
     # ...but the last position (7) does not exist; the best forgery relabels the real last leaf.

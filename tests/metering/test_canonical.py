@@ -6,8 +6,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from metering.canonical import canonical_json
-from metering.errors import CanonicalJSONError
+from fairgate.metering.canonical import canonical_json
+from fairgate.metering.errors import CanonicalJSONError
 
 
 def test_sorted_keys_no_whitespace_utf8() -> None:

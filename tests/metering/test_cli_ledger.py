@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 
-from gateway import cli_ledger
-from metering.ledger import open_ledger
-from metering.signing import Keyring, PublicKey
+from fairgate.gateway import cli_ledger
+from fairgate.metering.ledger import open_ledger
+from fairgate.metering.signing import Keyring, PublicKey
 
 
 @dataclass

@@ -11,8 +11,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-import metering.commitment
-from metering.commitment import (
+from fairgate import metering
+from fairgate.metering.commitment import (
     Commitment,
     HiddenCommitter,
     LeafOpening,
@@ -20,8 +20,8 @@ from metering.commitment import (
     block_fingerprint,
     verify_leaf_opening,
 )
-from metering.errors import CommitmentError, ProofError
-from metering.merkle import EMPTY_ROOT, compute_root, hash_leaf
+from fairgate.metering.errors import CommitmentError, ProofError
+from fairgate.metering.merkle import EMPTY_ROOT, compute_root, hash_leaf
 
 SALT = bytes(range(32))
 

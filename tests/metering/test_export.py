@@ -8,12 +8,12 @@ import json
 from pathlib import Path
 from typing import Any
 
-from metering.export import CLOUDEVENT_TYPE, CSV_COLUMNS, export_ledger, write_records
-from metering.ledger import Ledger, open_ledger
-from metering.pricing import PriceTable
-from metering.record import record_hash
-from metering.signing import SigningKey
-from metering.verify import verify_export
+from fairgate.metering.export import CLOUDEVENT_TYPE, CSV_COLUMNS, export_ledger, write_records
+from fairgate.metering.ledger import Ledger, open_ledger
+from fairgate.metering.pricing import PriceTable
+from fairgate.metering.record import record_hash
+from fairgate.metering.signing import SigningKey
+from fairgate.metering.verify import verify_export
 
 
 def test_jsonl_is_one_canonical_signed_record_per_line(

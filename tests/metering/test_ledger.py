@@ -20,18 +20,18 @@ from typing import Any
 
 import pytest
 
-from metering.errors import (
+from fairgate.metering.errors import (
     CanonicalJSONError,
     DuplicateRequestError,
     LedgerCorruptError,
     LedgerError,
 )
-from metering.ledger import Ledger, LedgerTransaction, open_ledger
-from metering.ledger_sqlite import SQLiteStore
-from metering.pricing import PriceTable
-from metering.record import GENESIS_HASH, record_hash
-from metering.signing import SigningKey
-from metering.verify import verify_export
+from fairgate.metering.ledger import Ledger, LedgerTransaction, open_ledger
+from fairgate.metering.ledger_sqlite import SQLiteStore
+from fairgate.metering.pricing import PriceTable
+from fairgate.metering.record import GENESIS_HASH, record_hash
+from fairgate.metering.signing import SigningKey
+from fairgate.metering.verify import verify_export
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -251,7 +251,7 @@ CHILD = textwrap.dedent(
     """
     import os, sys, threading, traceback
     from pathlib import Path
-    from metering import HiddenCommitter, LedgerEntry, Usage, load_signing_key, open_ledger
+    from fairgate.metering import HiddenCommitter, LedgerEntry, Usage, load_signing_key, open_ledger
 
     data_dir, threads, prefix = Path(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
     ledger = open_ledger(None, data_dir, load_signing_key(data_dir, environ={}))

@@ -8,10 +8,10 @@ from typing import Any
 
 import pytest
 
-from metering.errors import DuplicateRequestError
-from metering.ledger import open_ledger
-from metering.signing import SigningKey
-from metering.verify import verify_export
+from fairgate.metering.errors import DuplicateRequestError
+from fairgate.metering.ledger import open_ledger
+from fairgate.metering.signing import SigningKey
+from fairgate.metering.verify import verify_export
 
 
 def test_append_read_and_verify(

@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from metering.errors import InvalidProofError, ProofError, RootMismatchError
-from metering.merkle import (
+from fairgate.metering.errors import InvalidProofError, ProofError, RootMismatchError
+from fairgate.metering.merkle import (
     EMPTY_ROOT,
     MerkleTree,
     compute_root,

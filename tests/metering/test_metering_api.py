@@ -6,7 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-import metering
+from fairgate import metering
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -17,17 +17,17 @@ def test_all_is_exactly_the_public_names() -> None:
         assert hasattr(metering, name), name
     exported = {
         name for name, value in vars(metering).items()
-        if not name.startswith("_") and getattr(value, "__module__", "").startswith("metering")
+        if not name.startswith("_") and getattr(value, "__module__", "").startswith("fairgate.metering")
     }  # fmt: skip
     assert exported == set(metering.__all__) - {"EMPTY_ROOT", "GENESIS_HASH"}
-    assert metering.Usage.__module__ == "metering.usage"
+    assert metering.Usage.__module__ == "fairgate.metering.usage"
 
 
 def test_core_imports_no_asyncio_http_ray_prometheus_or_db_driver() -> None:
     core = [
-        "metering.merkle", "metering.commitment", "metering.canonical", "metering.signing",
-        "metering.record", "metering.verify", "metering.pricing", "metering.export",
-    ]  # fmt: skip
+        f"fairgate.metering.{name}"
+        for name in ("merkle", "commitment", "canonical", "signing", "record", "verify", "pricing")
+    ] + ["fairgate.metering.export"]
     forbidden = [
         "asyncio", "http", "httpx", "fastapi", "starlette", "ray", "prometheus_client",
         "psycopg", "sqlite3", "vllm", "transformers",

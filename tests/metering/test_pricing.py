@@ -6,9 +6,9 @@ from decimal import Decimal
 
 import pytest
 
-from metering.errors import PricingError
-from metering.pricing import ModelPrices, PriceTable
-from metering.usage import Usage
+from fairgate.metering.errors import PricingError
+from fairgate.metering.pricing import ModelPrices, PriceTable
+from fairgate.metering.usage import Usage
 
 USAGE = Usage(prompt_tokens=1000, cached_tokens=400, completion_tokens=300, reasoning_tokens=200)
 

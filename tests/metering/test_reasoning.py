@@ -8,7 +8,7 @@ from typing import Any
 from hypothesis import given
 from hypothesis import strategies as st
 
-from metering.reasoning import Markers, Piece, ReasoningSplitter
+from fairgate.metering.reasoning import Markers, Piece, ReasoningSplitter
 
 START, END = 1024, 1025
 BY_ID = Markers(start_id=START, end_id=END)

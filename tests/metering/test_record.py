@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
-from metering.canonical import canonical_json
-from metering.commitment import Commitment
-from metering.record import (
+from fairgate.metering.canonical import canonical_json
+from fairgate.metering.commitment import Commitment
+from fairgate.metering.record import (
     GENESIS_HASH,
     LedgerEntry,
     Receipt,
@@ -22,8 +22,8 @@ from metering.record import (
     unsigned_record,
     verify_signature,
 )
-from metering.signing import SigningKey
-from metering.usage import Usage
+from fairgate.metering.signing import SigningKey
+from fairgate.metering.usage import Usage
 
 
 def build(entry: LedgerEntry, key: SigningKey, seq: int = 0) -> dict[str, Any]:

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from metering.errors import SigningKeyError
-from metering.signing import (
+from fairgate.metering.errors import SigningKeyError
+from fairgate.metering.signing import (
     KEY_ENV,
     Keyring,
     PublicKey,

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from metering.timestamps import format_rfc3339, parse_time
+from fairgate.metering.timestamps import format_rfc3339, parse_time
 
 
 def test_format_is_fixed_width_utc_with_microseconds() -> None:

@@ -7,13 +7,13 @@ from typing import Any
 
 import pytest
 
-from metering.canonical import canonical_json
-from metering.commitment import Commitment
-from metering.export import cloudevent
-from metering.ledger import Ledger
-from metering.record import sign_record
-from metering.signing import SigningKey
-from metering.verify import Problem, verify_export
+from fairgate.metering.canonical import canonical_json
+from fairgate.metering.commitment import Commitment
+from fairgate.metering.export import cloudevent
+from fairgate.metering.ledger import Ledger
+from fairgate.metering.record import sign_record
+from fairgate.metering.signing import SigningKey
+from fairgate.metering.verify import Problem, verify_export
 
 N = 12
 
@@ -129,7 +129,7 @@ def test_key_id_claiming_the_right_key_but_signed_by_another(
     body = {k: v for k, v in record.items() if k != "signature"}
     body["tenant"] = "evil"
     payload = canonical_json(body)
-    from metering.record import b64url
+    from fairgate.metering.record import b64url
 
     lines[0] = canonical_json({**body, "signature": b64url(attacker.sign(payload))}).decode()
     lines[0] += "\n"
@@ -198,7 +198,7 @@ def test_cloudevents_verify_like_jsonl(lines: list[str], signing_key: SigningKey
 
 
 def test_rotated_keys_in_one_chain(helpers: Any, tmp_path: Any) -> None:
-    from metering.ledger import open_ledger
+    from fairgate.metering.ledger import open_ledger
 
     old, new = SigningKey.generate(), SigningKey.generate()
     with open_ledger(None, tmp_path, old) as ledger:

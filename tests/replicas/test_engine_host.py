@@ -13,9 +13,9 @@ from typing import Any
 import httpx
 import pytest
 
-from replicas import engine_host
-from replicas.engine_host import EngineHost, EngineState, Placement, spec_key
-from replicas.vllm_process import VllmSpec, group_pids
+from fairgate.replicas import engine_host
+from fairgate.replicas.engine_host import EngineHost, EngineState, Placement, spec_key
+from fairgate.replicas.vllm_process import VllmSpec, group_pids
 
 FAKE = Path(__file__).with_name("fake_vllm.py")
 SPEC = VllmSpec(model="/nonexistent/model", served_model_name="fake")

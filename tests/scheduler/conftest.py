@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from scheduler import Job, Scheduler, SchedulerConfig
+from fairgate.scheduler import Job, Scheduler, SchedulerConfig
 
 
 @dataclass(slots=True)
@@ -39,11 +39,13 @@ class Trace:
         return max(self.gaps) - min(self.gaps) if self.gaps else 0.0
 
 
-def make_specs(rng: random.Random, tenants: list[str], per_tenant: int, max_prompt: int,
-               max_output: int) -> list[Spec]:
+def make_specs(
+    rng: random.Random, tenants: list[str], per_tenant: int, max_prompt: int, max_output: int
+) -> list[Spec]:
     """Prompts from a few shared prefixes plus random tails, so the prefix index gets hits."""
-    bases = [tuple(rng.randrange(4) for _ in range(rng.randrange(1, max_prompt + 1)))
-             for _ in range(3)]
+    bases = [
+        tuple(rng.randrange(4) for _ in range(rng.randrange(1, max_prompt + 1))) for _ in range(3)
+    ]
     specs = []
     for tenant in tenants:
         for _ in range(per_tenant):
@@ -55,9 +57,15 @@ def make_specs(rng: random.Random, tenants: list[str], per_tenant: int, max_prom
     return specs
 
 
-def run_backlog(config: SchedulerConfig, weights: dict[str, float], specs: list[Spec],
-                rng: random.Random, *, report: str = "random",
-                cache_tokens: int = 10_000) -> Trace:
+def run_backlog(
+    config: SchedulerConfig,
+    weights: dict[str, float],
+    specs: list[Spec],
+    rng: random.Random,
+    *,
+    report: str = "random",
+    cache_tokens: int = 10_000,
+) -> Trace:
     """Drive one replica until some tenant's queue runs dry.
 
     ``report``: what the engine says it had cached: "predicted" (the index was right),
@@ -119,8 +127,9 @@ def _predicted(sched: Scheduler, job_id: str) -> int:
     return sched._jobs[job_id].predicted_cached  # the admission-time prediction
 
 
-def _report(report: str, rng: random.Random, spec: Spec, sched: Scheduler,
-            job_id: str) -> int | None:
+def _report(
+    report: str, rng: random.Random, spec: Spec, sched: Scheduler, job_id: str
+) -> int | None:
     if report == "none":
         return None
     if report == "predicted":

@@ -1,7 +1,7 @@
 import pytest
 
-from scheduler import InvalidInput, tune_inflight_limit
-from scheduler.admission import MAX_RETRY_AFTER_S, RetryAfter
+from fairgate.scheduler import InvalidInput, tune_inflight_limit
+from fairgate.scheduler.admission import MAX_RETRY_AFTER_S, RetryAfter
 
 
 def test_engine_queueing_shrinks_the_limit_to_what_it_runs():

@@ -1,6 +1,6 @@
 import pytest
 
-from scheduler import ConfigError, Policy, RouterKind, SchedulerConfig
+from fairgate.scheduler import ConfigError, Policy, RouterKind, SchedulerConfig
 
 
 def test_defaults_are_the_documented_ones():
@@ -11,13 +11,25 @@ def test_defaults_are_the_documented_ones():
     assert cfg.cache_tokens_per_replica == 100_000
 
 
-@pytest.mark.parametrize(("key", "value"), [
-    ("policy", "wfq"), ("router", "random"), ("quantum", 0), ("quantum", float("inf")),
-    ("replica_quantum", -1.0), ("prompt_weight", -0.5), ("completion_weight", float("nan")),
-    ("max_inflight_per_replica", 0), ("max_queued_per_tenant", 1.5),
-    ("cache_tokens_per_replica", -1), ("balance_rel_threshold", 0.9),
-    ("cache_threshold", 1.5), ("quantum", "big"), ("max_inflight_per_replica", True),
-])
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        ("policy", "wfq"),
+        ("router", "random"),
+        ("quantum", 0),
+        ("quantum", float("inf")),
+        ("replica_quantum", -1.0),
+        ("prompt_weight", -0.5),
+        ("completion_weight", float("nan")),
+        ("max_inflight_per_replica", 0),
+        ("max_queued_per_tenant", 1.5),
+        ("cache_tokens_per_replica", -1),
+        ("balance_rel_threshold", 0.9),
+        ("cache_threshold", 1.5),
+        ("quantum", "big"),
+        ("max_inflight_per_replica", True),
+    ],
+)
 def test_bad_values_name_their_key(key, value):
     with pytest.raises(ConfigError) as err:
         SchedulerConfig(**{key: value})

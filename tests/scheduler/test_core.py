@@ -9,7 +9,7 @@ import textwrap
 
 import pytest
 
-from scheduler import (
+from fairgate.scheduler import (
     Dispatch,
     DuplicateJob,
     DuplicateReplica,
@@ -203,7 +203,7 @@ def test_unknown_tenants_join_with_weight_one_and_weights_are_validated():
 
 SCRIPT = textwrap.dedent("""
     import random
-    from scheduler import Job, Scheduler, SchedulerConfig
+    from fairgate.scheduler import Job, Scheduler, SchedulerConfig
     rng = random.Random(3)
     out = []
     for policy in ("fcfs", "vtc", "lpm", "dlpm"):
@@ -230,8 +230,14 @@ def test_same_inputs_same_decisions_whatever_the_hash_seed():
     runs = []
     for seed in ("0", "4242"):
         env = {**os.environ, "PYTHONHASHSEED": seed}
-        result = subprocess.run([sys.executable, "-c", SCRIPT], env=env, capture_output=True,
-                                text=True, check=True, timeout=60)
+        result = subprocess.run(
+            [sys.executable, "-c", SCRIPT],
+            env=env,
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=60,
+        )
         runs.append(result.stdout)
     assert runs[0] == runs[1]
     assert runs[0].count("@") > 100

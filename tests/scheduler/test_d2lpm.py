@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from scheduler import Job, Scheduler, SchedulerConfig
-from scheduler.d2lpm import D2LPM
-from scheduler.tenants import TenantBook
+from fairgate.scheduler import Job, Scheduler, SchedulerConfig
+from fairgate.scheduler.d2lpm import D2LPM
+from fairgate.scheduler.tenants import TenantBook
 
 P = tuple(range(1, 41))  # a 40-token shared prefix (say, a system prompt)
 
@@ -39,9 +39,16 @@ def test_hand_worked_example():
     So the heavy tenant A follows its prefix until it has used its share of R1, then spills to
     R2, while B keeps its locality on R1.
     """
-    sched = Scheduler(SchedulerConfig(policy="dlpm", router="d2lpm", replica_quantum=100.0,
-                                      prompt_weight=1.0, completion_weight=2.0,
-                                      max_inflight_per_replica=8))
+    sched = Scheduler(
+        SchedulerConfig(
+            policy="dlpm",
+            router="d2lpm",
+            replica_quantum=100.0,
+            prompt_weight=1.0,
+            completion_weight=2.0,
+            max_inflight_per_replica=8,
+        )
+    )
     sched.add_replica("R1", "m")
     sched.add_replica("R2", "m")
 
@@ -89,8 +96,9 @@ class FakeReplica:
 
 
 def test_too_uneven_queues_fall_back_to_least_load():
-    router = D2LPM(SchedulerConfig(balance_abs_threshold=8, balance_rel_threshold=1.5),
-                   TenantBook())
+    router = D2LPM(
+        SchedulerConfig(balance_abs_threshold=8, balance_rel_threshold=1.5), TenantBook()
+    )
     job = Job("j", "t", "m", tuple(range(50)), 1)
     reps = [FakeReplica("hot", 20, hit=50), FakeReplica("cold", 2)]
     assert router.route(job, reps).replica_id == "cold"

@@ -8,60 +8,92 @@ import random
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from scheduler import Job, Scheduler, SchedulerConfig
-from scheduler.dlpm import DLPM
-from scheduler.fairness import Ledger
-from scheduler.job import JobRecord
-from scheduler.radix import RadixTree
-from scheduler.tenants import TenantBook
+from fairgate.scheduler import Job, Scheduler, SchedulerConfig
+from fairgate.scheduler.dlpm import DLPM
+from fairgate.scheduler.fairness import Ledger
+from fairgate.scheduler.job import JobRecord
+from fairgate.scheduler.radix import RadixTree
+from fairgate.scheduler.tenants import TenantBook
 
-SETTINGS = settings(max_examples=150, deadline=None, database=None,
-                    suppress_health_check=[HealthCheck.function_scoped_fixture])
+SETTINGS = settings(
+    max_examples=150,
+    deadline=None,
+    database=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
 
 
 def _u(specs, config: SchedulerConfig) -> float:
-    return max(len(s.prompt) * config.prompt_weight + s.output * config.completion_weight
-               for s in specs)
+    return max(
+        len(s.prompt) * config.prompt_weight + s.output * config.completion_weight for s in specs
+    )
 
 
 @SETTINGS
-@given(seed=st.integers(0, 2**32), weights=st.sampled_from([(1, 1), (2, 1), (1, 3), (1.5, 1)]),
-       quantum=st.sampled_from([1.0, 7.0, 50.0, 400.0]), per_tenant=st.integers(2, 25),
-       report=st.sampled_from(["random", "predicted", "none"]),
-       cache=st.sampled_from([0, 20, 10_000]))
+@given(
+    seed=st.integers(0, 2**32),
+    weights=st.sampled_from([(1, 1), (2, 1), (1, 3), (1.5, 1)]),
+    quantum=st.sampled_from([1.0, 7.0, 50.0, 400.0]),
+    per_tenant=st.integers(2, 25),
+    report=st.sampled_from(["random", "predicted", "none"]),
+    cache=st.sampled_from([0, 20, 10_000]),
+)
 def test_service_gap_of_two_backlogged_tenants_is_within_2_u_plus_q(
-        backlog, specs, seed, weights, quantum, per_tenant, report, cache):
+    backlog, specs, seed, weights, quantum, per_tenant, report, cache
+):
     rng = random.Random(seed)
-    config = SchedulerConfig(policy="dlpm", router="round_robin", quantum=quantum,
-                             max_inflight_per_replica=1, max_queued_per_tenant=1000)
+    config = SchedulerConfig(
+        policy="dlpm",
+        router="round_robin",
+        quantum=quantum,
+        max_inflight_per_replica=1,
+        max_queued_per_tenant=1000,
+    )
     work = specs(rng, ["a", "b"], per_tenant, max_prompt=40, max_output=30)
     u = _u(work, config)
-    trace = backlog(config, {"a": weights[0], "b": weights[1]}, work, rng, report=report,
-                    cache_tokens=cache)
+    trace = backlog(
+        config, {"a": weights[0], "b": weights[1]}, work, rng, report=report, cache_tokens=cache
+    )
     # deficit/weight of a backlogged tenant stays in (-U/w, Q_u]: the gap spans at most
     # (U/w_a + Q_u) + (U/w_b + Q_u), which is 2(U + Q_u) for equal weights
     assert trace.spread <= u / weights[0] + u / weights[1] + 2 * quantum + 1e-6
 
 
 @SETTINGS
-@given(seed=st.integers(0, 2**32), slots=st.integers(2, 4), per_tenant=st.integers(4, 25),
-       quantum=st.sampled_from([5.0, 100.0]))
-def test_with_k_slots_the_bound_is_2_ku_plus_q(backlog, specs, seed, slots, per_tenant,
-                                               quantum):
+@given(
+    seed=st.integers(0, 2**32),
+    slots=st.integers(2, 4),
+    per_tenant=st.integers(4, 25),
+    quantum=st.sampled_from([5.0, 100.0]),
+)
+def test_with_k_slots_the_bound_is_2_ku_plus_q(backlog, specs, seed, slots, per_tenant, quantum):
     rng = random.Random(seed)
-    config = SchedulerConfig(policy="dlpm", router="round_robin", quantum=quantum,
-                             max_inflight_per_replica=slots, max_queued_per_tenant=1000)
+    config = SchedulerConfig(
+        policy="dlpm",
+        router="round_robin",
+        quantum=quantum,
+        max_inflight_per_replica=slots,
+        max_queued_per_tenant=1000,
+    )
     work = specs(rng, ["a", "b"], per_tenant, max_prompt=30, max_output=20)
     trace = backlog(config, {"a": 1.0, "b": 1.0}, work, rng, report="predicted")
     assert trace.spread <= 2 * (slots * _u(work, config) + quantum) + 1e-6
 
 
 def test_two_to_one_weights_give_two_to_one_service(backlog, spec):
-    config = SchedulerConfig(policy="dlpm", router="round_robin", quantum=100.0,
-                             max_inflight_per_replica=1, max_queued_per_tenant=1000)
+    config = SchedulerConfig(
+        policy="dlpm",
+        router="round_robin",
+        quantum=100.0,
+        max_inflight_per_replica=1,
+        max_queued_per_tenant=1000,
+    )
     rng = random.Random(11)
-    work = [spec(t, tuple(rng.randrange(50) for _ in range(20)), 10)
-            for t in ["a", "b"] for _ in range(300)]
+    work = [
+        spec(t, tuple(rng.randrange(50) for _ in range(20)), 10)
+        for t in ["a", "b"]
+        for _ in range(300)
+    ]
     trace = backlog(config, {"a": 2.0, "b": 1.0}, work, rng, report="predicted")
     u = _u(work, config)
     a, b = trace.served["a"], trace.served["b"]
@@ -119,8 +151,15 @@ def test_an_idle_tenant_banks_no_credit():
 
 
 def test_idle_tenant_returning_alternates_instead_of_bursting():
-    sched = Scheduler(SchedulerConfig(policy="dlpm", router="round_robin", quantum=25.0,
-                                      max_inflight_per_replica=1, max_queued_per_tenant=1000))
+    sched = Scheduler(
+        SchedulerConfig(
+            policy="dlpm",
+            router="round_robin",
+            quantum=25.0,
+            max_inflight_per_replica=1,
+            max_queued_per_tenant=1000,
+        )
+    )
     sched.add_replica("r", "m")
     now = 0.0
 

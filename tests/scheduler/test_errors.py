@@ -1,10 +1,9 @@
-import scheduler.errors as errors
-from scheduler import SchedulerError
+import fairgate.scheduler.errors as errors
+from fairgate.scheduler import SchedulerError
 
 
 def test_every_error_is_a_scheduler_error_and_the_docstring_draws_them_all():
-    classes = [v for v in vars(errors).values()
-               if isinstance(v, type) and issubclass(v, Exception)]
+    classes = [v for v in vars(errors).values() if isinstance(v, type) and issubclass(v, Exception)]
     for cls in classes:
         assert issubclass(cls, SchedulerError)
         assert cls.__name__ in errors.__doc__

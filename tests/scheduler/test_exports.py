@@ -3,16 +3,29 @@
 import inspect
 import types
 
-import scheduler
+from fairgate import scheduler
 
-GATEWAY_NEEDS = {"Scheduler", "SchedulerConfig", "Job", "Dispatch", "SchedulerStats",
-                 "TenantStats", "ReplicaStats", "SchedulerError", "QueueFull", "NoReplica",
-                 "UnknownJob"}
+GATEWAY_NEEDS = {
+    "Scheduler",
+    "SchedulerConfig",
+    "Job",
+    "Dispatch",
+    "SchedulerStats",
+    "TenantStats",
+    "ReplicaStats",
+    "SchedulerError",
+    "QueueFull",
+    "NoReplica",
+    "UnknownJob",
+}
 
 
 def test_all_is_exactly_the_public_namespace():
-    public = {name for name, value in vars(scheduler).items()
-              if not name.startswith("_") and not isinstance(value, types.ModuleType)}
+    public = {
+        name
+        for name, value in vars(scheduler).items()
+        if not name.startswith("_") and not isinstance(value, types.ModuleType)
+    }
     assert public == set(scheduler.__all__)
     assert sorted(scheduler.__all__) == scheduler.__all__
     assert set(scheduler.__all__) >= GATEWAY_NEEDS
@@ -20,7 +33,7 @@ def test_all_is_exactly_the_public_namespace():
 
 def test_exported_members_say_they_come_from_the_scheduler():
     for name in scheduler.__all__:
-        assert getattr(scheduler, name).__module__.startswith("scheduler.")
+        assert getattr(scheduler, name).__module__.startswith("fairgate.scheduler.")
 
 
 def params(func) -> list[str]:
@@ -41,13 +54,28 @@ def test_the_calls_the_gateway_makes():
     assert params(s.finish) == ["self", "job_id", "now"]
     assert params(s.cancel) == ["self", "job_id", "now"]
     assert params(s.stats) == ["self"]
-    assert params(scheduler.Job) == ["job_id", "tenant", "model", "prompt", "max_tokens",
-                                     "namespace", "exclude"]
+    assert params(scheduler.Job) == [
+        "job_id",
+        "tenant",
+        "model",
+        "prompt",
+        "max_tokens",
+        "namespace",
+        "exclude",
+    ]
     assert params(scheduler.Dispatch) == ["job_id", "replica_id"]
     assert params(scheduler.QueueFull) == ["tenant", "retry_after_s"]
     assert params(scheduler.NoReplica) == ["model"]
     config = params(scheduler.SchedulerConfig)
-    assert config[:10] == ["policy", "router", "quantum", "replica_quantum", "prompt_weight",
-                           "completion_weight", "max_inflight_per_replica",
-                           "max_queued_per_tenant", "cache_tokens_per_replica",
-                           "balance_abs_threshold"]
+    assert config[:10] == [
+        "policy",
+        "router",
+        "quantum",
+        "replica_quantum",
+        "prompt_weight",
+        "completion_weight",
+        "max_inflight_per_replica",
+        "max_queued_per_tenant",
+        "cache_tokens_per_replica",
+        "balance_abs_threshold",
+    ]

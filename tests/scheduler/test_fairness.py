@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from scheduler import Job, Scheduler, SchedulerConfig
-from scheduler.fairness import Ledger
+from fairgate.scheduler import Job, Scheduler, SchedulerConfig
+from fairgate.scheduler.fairness import Ledger
 
 
 def test_enter_and_leave_report_backlog_transitions():
@@ -18,8 +18,15 @@ def test_enter_and_leave_report_backlog_transitions():
 
 
 def _cluster(policy: str, scope: str) -> Scheduler:
-    sched = Scheduler(SchedulerConfig(policy=policy, router="round_robin", fairness_scope=scope,
-                                      max_inflight_per_replica=1, quantum=10.0))
+    sched = Scheduler(
+        SchedulerConfig(
+            policy=policy,
+            router="round_robin",
+            fairness_scope=scope,
+            max_inflight_per_replica=1,
+            quantum=10.0,
+        )
+    )
     sched.add_replica("r1", "m")
     sched.add_replica("r2", "m")
     return sched

@@ -1,9 +1,10 @@
-from scheduler import Job, Scheduler, SchedulerConfig
+from fairgate.scheduler import Job, Scheduler, SchedulerConfig
 
 
 def test_admits_in_arrival_order_across_tenants():
-    sched = Scheduler(SchedulerConfig(policy="fcfs", router="round_robin",
-                                      max_inflight_per_replica=1))
+    sched = Scheduler(
+        SchedulerConfig(policy="fcfs", router="round_robin", max_inflight_per_replica=1)
+    )
     sched.add_replica("r", "m")
     for i, tenant in enumerate("abbbab"):
         sched.arrive(Job(f"j{i}", tenant, "m", (i,), 1), float(i))

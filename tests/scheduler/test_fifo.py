@@ -1,6 +1,6 @@
-from scheduler import Job
-from scheduler.fifo import SeqQueue
-from scheduler.job import JobRecord
+from fairgate.scheduler import Job
+from fairgate.scheduler.fifo import SeqQueue
+from fairgate.scheduler.job import JobRecord
 
 
 def _record(seq: int) -> JobRecord:

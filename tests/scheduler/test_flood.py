@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import random
 
-from scheduler import SchedulerConfig
+from fairgate.scheduler import SchedulerConfig
 
 TENANTS = {"flood": 1.0, "light-a": 1.0, "light-b": 1.0}
 
@@ -19,14 +19,25 @@ def _work(spec):
     rng = random.Random(5)
     jobs = []
     for tenant, count in (("flood", 300), ("light-a", 30), ("light-b", 30)):
-        jobs += [spec(tenant, tuple(rng.randrange(100) for _ in range(rng.randint(5, 40))),
-                      rng.randint(1, 30)) for _ in range(count)]
+        jobs += [
+            spec(
+                tenant,
+                tuple(rng.randrange(100) for _ in range(rng.randint(5, 40))),
+                rng.randint(1, 30),
+            )
+            for _ in range(count)
+        ]
     return jobs  # the flood's burst arrives first
 
 
 def test_dlpm_keeps_light_tenants_at_an_equal_share(backlog, spec):
-    config = SchedulerConfig(policy="dlpm", router="round_robin", quantum=64.0,
-                             max_inflight_per_replica=1, max_queued_per_tenant=1000)
+    config = SchedulerConfig(
+        policy="dlpm",
+        router="round_robin",
+        quantum=64.0,
+        max_inflight_per_replica=1,
+        max_queued_per_tenant=1000,
+    )
     work = _work(spec)
     trace = backlog(config, TENANTS, work, random.Random(1), report="random")
     u = max(len(s.prompt) + 2 * s.output for s in work)
@@ -37,8 +48,9 @@ def test_dlpm_keeps_light_tenants_at_an_equal_share(backlog, spec):
 
 
 def test_fcfs_starves_them(backlog, spec):
-    config = SchedulerConfig(policy="fcfs", router="round_robin", max_inflight_per_replica=1,
-                             max_queued_per_tenant=1000)
+    config = SchedulerConfig(
+        policy="fcfs", router="round_robin", max_inflight_per_replica=1, max_queued_per_tenant=1000
+    )
     trace = backlog(config, TENANTS, _work(spec), random.Random(1), report="random")
     share = sum(trace.served.values()) / 3
     assert trace.served["light-a"] == trace.served["light-b"] == 0

@@ -1,11 +1,20 @@
 import pytest
 
-from scheduler import InvalidInput, Job, JobState, JobStateError
-from scheduler.job import JobRecord
+from fairgate.scheduler import InvalidInput, Job, JobState, JobStateError
+from fairgate.scheduler.job import JobRecord
 
 
-@pytest.mark.parametrize("kw", [{"job_id": ""}, {"tenant": ""}, {"model": ""},
-                                {"prompt": [1, 2]}, {"max_tokens": -1}, {"max_tokens": 1.5}])
+@pytest.mark.parametrize(
+    "kw",
+    [
+        {"job_id": ""},
+        {"tenant": ""},
+        {"model": ""},
+        {"prompt": [1, 2]},
+        {"max_tokens": -1},
+        {"max_tokens": 1.5},
+    ],
+)
 def test_malformed_jobs_are_rejected(kw):
     base = {"job_id": "j", "tenant": "t", "model": "m", "prompt": (1,), "max_tokens": 1}
     with pytest.raises(InvalidInput):

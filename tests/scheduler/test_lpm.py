@@ -1,8 +1,8 @@
-from scheduler import Job
-from scheduler.job import JobRecord
-from scheduler.lpm import LPM
-from scheduler.radix import RadixTree
-from scheduler.tenants import TenantBook
+from fairgate.scheduler import Job
+from fairgate.scheduler.job import JobRecord
+from fairgate.scheduler.lpm import LPM
+from fairgate.scheduler.radix import RadixTree
+from fairgate.scheduler.tenants import TenantBook
 
 
 def _record(seq: int, tenant: str, prompt: tuple[int, ...]) -> JobRecord:

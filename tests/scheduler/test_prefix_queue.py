@@ -6,10 +6,10 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from scheduler import Job
-from scheduler.job import JobRecord
-from scheduler.prefix_queue import PrefixQueue
-from scheduler.radix import RadixTree
+from fairgate.scheduler import Job
+from fairgate.scheduler.job import JobRecord
+from fairgate.scheduler.prefix_queue import PrefixQueue
+from fairgate.scheduler.radix import RadixTree
 
 SETTINGS = settings(max_examples=300, deadline=None, database=None)
 
@@ -35,8 +35,9 @@ def test_matches_and_best_equal_brute_force(budget, ops):
         elif kind == "add":
             seq += 1
             namespace = "lora" if seq % 3 else ""
-            record = JobRecord(Job(f"j{seq}", arg, "m", toks, 1, namespace=namespace),
-                               seq, "r", 0.0, 0)
+            record = JobRecord(
+                Job(f"j{seq}", arg, "m", toks, 1, namespace=namespace), seq, "r", 0.0, 0
+            )
             queue.add(record)
             waiting[record.job_id] = record
         elif kind == "remove" and waiting:
@@ -49,8 +50,9 @@ def test_matches_and_best_equal_brute_force(budget, ops):
             if not candidates:
                 assert best is None
             else:
-                expected = max(candidates,
-                               key=lambda r: (tree.match(r.job.cache_key, r.job.prompt), -r.seq))
+                expected = max(
+                    candidates, key=lambda r: (tree.match(r.job.cache_key, r.job.prompt), -r.seq)
+                )
                 assert best is expected
                 del waiting[queue.remove(best.job_id).job_id]
         for job_id, record in waiting.items():
@@ -63,8 +65,10 @@ def test_a_dispatch_moves_only_the_jobs_that_share_its_new_tokens():
     tree = RadixTree(1000)
     queue = PrefixQueue(tree)
     system = tuple(range(100))
-    records = [JobRecord(Job(f"j{i}", "t", "m", (*system, 1000 + i % 4, i), 1), i, "r", 0.0, 0)
-               for i in range(40)]
+    records = [
+        JobRecord(Job(f"j{i}", "t", "m", (*system, 1000 + i % 4, i), 1), i, "r", 0.0, 0)
+        for i in range(40)
+    ]
     for record in records:
         queue.add(record)
     tree.insert(("m", ""), (*system, 1002, 99))

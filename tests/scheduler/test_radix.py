@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from scheduler.radix import RadixTree
+from fairgate.scheduler.radix import RadixTree
 
 SETTINGS = settings(max_examples=300, deadline=None, database=None)
 
@@ -22,7 +22,7 @@ class PrefixSetLRU:
 
     def match(self, ns: object, tokens: tuple[int, ...]) -> int:
         depth = 0
-        while depth < len(tokens) and (ns, tokens[:depth + 1]) in self.stamps:
+        while depth < len(tokens) and (ns, tokens[: depth + 1]) in self.stamps:
             depth += 1
         return depth
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from scheduler import Job, SchedulerConfig
-from scheduler.router import imbalanced, least_loaded
-from scheduler.routers import LeastLoad, LongestPrefix, RoundRobin
-from scheduler.tenants import TenantBook
+from fairgate.scheduler import Job, SchedulerConfig
+from fairgate.scheduler.router import imbalanced, least_loaded
+from fairgate.scheduler.routers import LeastLoad, LongestPrefix, RoundRobin
+from fairgate.scheduler.tenants import TenantBook
 
 
 @dataclass
@@ -43,8 +43,12 @@ def test_round_robin_cycles_per_model():
 
 def test_least_load_and_its_tie_break():
     router = LeastLoad(SchedulerConfig(), TenantBook())
-    assert router.route(JOB, [FakeReplica("a", 3), FakeReplica("b", 1),
-                              FakeReplica("c", 1)]).replica_id == "b"
+    assert (
+        router.route(
+            JOB, [FakeReplica("a", 3), FakeReplica("b", 1), FakeReplica("c", 1)]
+        ).replica_id
+        == "b"
+    )
     assert least_loaded([FakeReplica("x", 2), FakeReplica("y", 2)]).replica_id == "x"
 
 
@@ -56,8 +60,7 @@ def test_imbalance_needs_both_the_absolute_and_the_relative_gap():
 
 def test_lpm_follows_the_longest_match_above_the_cache_threshold():
     router = LongestPrefix(SchedulerConfig(), TenantBook())
-    reps = [FakeReplica("a", 5, hit=10), FakeReplica("b", 9, hit=80),
-            FakeReplica("c", 1, hit=80)]
+    reps = [FakeReplica("a", 5, hit=10), FakeReplica("b", 9, hit=80), FakeReplica("c", 1, hit=80)]
     assert router.route(JOB, reps).replica_id == "c"  # longest match, then least loaded
 
 
@@ -68,7 +71,8 @@ def test_lpm_sends_unfamiliar_prompts_to_the_emptiest_cache():
 
 
 def test_lpm_balances_load_when_queues_are_too_uneven():
-    router = LongestPrefix(SchedulerConfig(balance_abs_threshold=4, balance_rel_threshold=1.5),
-                           TenantBook())
+    router = LongestPrefix(
+        SchedulerConfig(balance_abs_threshold=4, balance_rel_threshold=1.5), TenantBook()
+    )
     reps = [FakeReplica("hot", 10, hit=100), FakeReplica("idle", 1)]
     assert router.route(JOB, reps).replica_id == "idle"

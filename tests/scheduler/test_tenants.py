@@ -1,7 +1,7 @@
 import pytest
 
-from scheduler import InvalidInput
-from scheduler.tenants import TenantBook
+from fairgate.scheduler import InvalidInput
+from fairgate.scheduler.tenants import TenantBook
 
 
 def test_unknown_tenants_weigh_one_and_weights_must_be_positive():

@@ -7,35 +7,52 @@ import random
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from scheduler import Job, Scheduler, SchedulerConfig
-from scheduler.fairness import Ledger
-from scheduler.job import JobRecord
-from scheduler.tenants import TenantBook
-from scheduler.vtc import VTC
+from fairgate.scheduler import Job, Scheduler, SchedulerConfig
+from fairgate.scheduler.fairness import Ledger
+from fairgate.scheduler.job import JobRecord
+from fairgate.scheduler.tenants import TenantBook
+from fairgate.scheduler.vtc import VTC
 
-SETTINGS = settings(max_examples=150, deadline=None, database=None,
-                    suppress_health_check=[HealthCheck.function_scoped_fixture])
+SETTINGS = settings(
+    max_examples=150,
+    deadline=None,
+    database=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
 
 
 def _u(specs, config: SchedulerConfig) -> float:
     """U: the largest true service of one request."""
-    return max(len(s.prompt) * config.prompt_weight + s.output * config.completion_weight
-               for s in specs)
+    return max(
+        len(s.prompt) * config.prompt_weight + s.output * config.completion_weight for s in specs
+    )
 
 
 @SETTINGS
-@given(seed=st.integers(0, 2**32), weights=st.sampled_from([(1, 1), (2, 1), (1, 3), (2.5, 1)]),
-       per_tenant=st.integers(2, 25), report=st.sampled_from(["random", "predicted", "none"]),
-       w_q=st.sampled_from([1.0, 2.0]), cache=st.sampled_from([0, 20, 10_000]))
-def test_service_gap_of_two_backlogged_tenants_is_within_2u(backlog, specs, seed, weights,
-                                                             per_tenant, report, w_q, cache):
+@given(
+    seed=st.integers(0, 2**32),
+    weights=st.sampled_from([(1, 1), (2, 1), (1, 3), (2.5, 1)]),
+    per_tenant=st.integers(2, 25),
+    report=st.sampled_from(["random", "predicted", "none"]),
+    w_q=st.sampled_from([1.0, 2.0]),
+    cache=st.sampled_from([0, 20, 10_000]),
+)
+def test_service_gap_of_two_backlogged_tenants_is_within_2u(
+    backlog, specs, seed, weights, per_tenant, report, w_q, cache
+):
     rng = random.Random(seed)
-    config = SchedulerConfig(policy="vtc", router="round_robin", max_inflight_per_replica=1,
-                             completion_weight=w_q, max_queued_per_tenant=1000)
+    config = SchedulerConfig(
+        policy="vtc",
+        router="round_robin",
+        max_inflight_per_replica=1,
+        completion_weight=w_q,
+        max_queued_per_tenant=1000,
+    )
     work = specs(rng, ["a", "b"], per_tenant, max_prompt=40, max_output=30)
     u = _u(work, config)
-    trace = backlog(config, {"a": weights[0], "b": weights[1]}, work, rng, report=report,
-                    cache_tokens=cache)
+    trace = backlog(
+        config, {"a": weights[0], "b": weights[1]}, work, rng, report=report, cache_tokens=cache
+    )
     # gap = S_a/w_a - S_b/w_b stays in [-U/w_b, U/w_a], so any interval sees at most their sum
     assert trace.spread <= u / weights[0] + u / weights[1] + 1e-6
 
@@ -44,19 +61,27 @@ def test_service_gap_of_two_backlogged_tenants_is_within_2u(backlog, specs, seed
 @given(seed=st.integers(0, 2**32), slots=st.integers(2, 4), per_tenant=st.integers(4, 25))
 def test_with_k_slots_the_bound_is_2ku(backlog, specs, seed, slots, per_tenant):
     rng = random.Random(seed)
-    config = SchedulerConfig(policy="vtc", router="round_robin", max_inflight_per_replica=slots,
-                             max_queued_per_tenant=1000)
+    config = SchedulerConfig(
+        policy="vtc",
+        router="round_robin",
+        max_inflight_per_replica=slots,
+        max_queued_per_tenant=1000,
+    )
     work = specs(rng, ["a", "b"], per_tenant, max_prompt=30, max_output=20)
     trace = backlog(config, {"a": 1.0, "b": 1.0}, work, rng, report="predicted")
     assert trace.spread <= 2 * slots * _u(work, config) + 1e-6
 
 
 def test_two_to_one_weights_give_two_to_one_service(backlog, spec):
-    config = SchedulerConfig(policy="vtc", router="round_robin", max_inflight_per_replica=1,
-                             max_queued_per_tenant=1000)
+    config = SchedulerConfig(
+        policy="vtc", router="round_robin", max_inflight_per_replica=1, max_queued_per_tenant=1000
+    )
     rng = random.Random(7)
-    work = [spec(t, tuple(rng.randrange(50) for _ in range(20)), 10)
-            for t in ["a", "b"] for _ in range(300)]
+    work = [
+        spec(t, tuple(rng.randrange(50) for _ in range(20)), 10)
+        for t in ["a", "b"]
+        for _ in range(300)
+    ]
     trace = backlog(config, {"a": 2.0, "b": 1.0}, work, rng, report="predicted")
     u = _u(work, config)
     a, b = trace.served["a"], trace.served["b"]
@@ -98,8 +123,14 @@ def test_weights_divide_increments():
 def test_an_idle_tenant_accrues_no_burst_credit():
     """b is served alone for a long time; when a returns, it alternates with b instead of
     running back to back on the service it did not use."""
-    sched = Scheduler(SchedulerConfig(policy="vtc", router="round_robin",
-                                      max_inflight_per_replica=1, max_queued_per_tenant=1000))
+    sched = Scheduler(
+        SchedulerConfig(
+            policy="vtc",
+            router="round_robin",
+            max_inflight_per_replica=1,
+            max_queued_per_tenant=1000,
+        )
+    )
     sched.add_replica("r", "m")
     now = 0.0
 

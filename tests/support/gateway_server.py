@@ -9,9 +9,9 @@ from typing import Any
 
 import uvicorn
 
-from gateway.app import create_app
-from gateway.config import Config, parse_config
-from gateway.runtime import Runtime
+from fairgate.gateway.app import create_app
+from fairgate.gateway.config import Config, parse_config
+from fairgate.gateway.runtime import Runtime
 
 
 class GatewayServer:

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 
-from replicas.vllm_process import (
+from fairgate.replicas.vllm_process import (
     Probe,
     VllmProcess,
     VllmSpec,

@@ -1,0 +1,3 @@
+from fairgate.gateway.cli import main
+
+raise SystemExit(main())
