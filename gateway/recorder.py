@@ -9,9 +9,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 from fairgate.gateway.config import Config
+from fairgate.gateway.metrics import GatewayMetrics
 from fairgate.metering.commitment import Commitment, HiddenCommitter
 from fairgate.metering.ledger import Ledger, open_ledger
-from fairgate.metering.metrics import GatewayMetrics
 from fairgate.metering.pricing import ModelPrices, PriceTable
 from fairgate.metering.record import LedgerEntry
 from fairgate.metering.signing import Keyring

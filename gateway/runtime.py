@@ -22,9 +22,9 @@ from prometheus_client import CollectorRegistry
 from fairgate.gateway.auth import KeyRing, KeyStore, Tenant, digest
 from fairgate.gateway.config import Config, ConfigError, ModelConfig
 from fairgate.gateway.dispatcher import Dispatcher
+from fairgate.gateway.metrics import GatewayMetrics
 from fairgate.gateway.recorder import Recorder
 from fairgate.gateway.telemetry import Telemetry
-from fairgate.metering.metrics import GatewayMetrics
 from fairgate.metering.reasoning import Markers
 from fairgate.metering.tokens import Tokenizer, load_tokenizer
 from fairgate.replicas.base import Health, Replica

@@ -7,7 +7,7 @@ from decimal import Decimal
 import pytest
 from prometheus_client import REGISTRY, CollectorRegistry, generate_latest
 
-from fairgate.metering.metrics import OTHER, GatewayMetrics
+from fairgate.gateway.metrics import OTHER, GatewayMetrics
 from fairgate.metering.usage import Usage
 
 USAGE = Usage(prompt_tokens=40, cached_tokens=32, completion_tokens=20, reasoning_tokens=8)
