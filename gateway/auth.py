@@ -37,7 +37,7 @@ class StoredKey:
     created_at: float
 
 
-class KeyRing:
+class TenantKeys:
     """Maps a presented bearer key to its tenant.
 
     Every stored digest is compared on every lookup (no early exit), so the time taken does

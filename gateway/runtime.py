@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 import httpx
 from prometheus_client import CollectorRegistry
 
-from fairgate.gateway.auth import KeyRing, KeyStore, Tenant, digest
+from fairgate.gateway.auth import TenantKeys, KeyStore, Tenant, digest
 from fairgate.gateway.config import Config, ConfigError, ModelConfig
 from fairgate.gateway.dispatcher import Dispatcher
 from fairgate.gateway.metrics import GatewayMetrics
@@ -87,8 +87,8 @@ def scheduler_config(config: Config) -> SchedulerConfig:
     )
 
 
-def load_tenants(config: Config) -> tuple[KeyRing, dict[str, Tenant]]:
-    ring = KeyRing()
+def load_tenants(config: Config) -> tuple[TenantKeys, dict[str, Tenant]]:
+    ring = TenantKeys()
     tenants = {t.name: Tenant(t.name, t.weight) for t in config.tenants}
     for tenant in config.tenants:
         for key in tenant.api_keys:

@@ -8,13 +8,13 @@ from pathlib import Path
 
 import yaml
 
-from fairgate.gateway.auth import KeyRing, KeyStore, bearer_token, digest
+from fairgate.gateway.auth import TenantKeys, KeyStore, bearer_token, digest
 from fairgate.gateway.config import parse_config
 from fairgate.gateway.runtime import load_tenants
 
 
 def test_keyring_maps_keys_to_tenants() -> None:
-    ring = KeyRing()
+    ring = TenantKeys()
     ring.add(digest("sk-a"), "alice")
     ring.add(digest("sk-b"), "bob")
     assert ring.lookup("sk-a") == "alice"
