@@ -22,12 +22,14 @@ from typing import Any
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 
+from fairgate.metering.record import Status
+
 
 class APIError(Exception):
     status = 500
     type = "api_error"
     code: str | None = None
-    ledger_status = "error"
+    ledger_status: str = Status.ERROR
 
     def __init__(
         self,
@@ -56,7 +58,7 @@ class APIError(Exception):
 class InvalidRequest(APIError):
     status = 400
     type = "invalid_request_error"
-    ledger_status = "invalid_request"
+    ledger_status = Status.INVALID_REQUEST
 
 
 class ContextTooLong(InvalidRequest):
@@ -67,20 +69,20 @@ class Unauthorized(APIError):
     status = 401
     type = "authentication_error"
     code = "invalid_api_key"
-    ledger_status = "unauthorized"
+    ledger_status = Status.UNAUTHORIZED
 
 
 class Forbidden(APIError):
     status = 403
     type = "permission_error"
-    ledger_status = "forbidden"
+    ledger_status = Status.FORBIDDEN
 
 
 class ModelNotFound(APIError):
     status = 404
     type = "invalid_request_error"
     code = "model_not_found"
-    ledger_status = "model_not_found"
+    ledger_status = Status.MODEL_NOT_FOUND
 
 
 class RecordNotFound(APIError):
@@ -93,28 +95,28 @@ class PayloadTooLarge(APIError):
     status = 413
     type = "invalid_request_error"
     code = "request_too_large"
-    ledger_status = "invalid_request"
+    ledger_status = Status.INVALID_REQUEST
 
 
 class RateLimited(APIError):
     status = 429
     type = "rate_limit_error"
     code = "rate_limit_exceeded"
-    ledger_status = "rate_limited"
+    ledger_status = Status.RATE_LIMITED
 
 
 class UpstreamError(APIError):
     status = 502
     type = "api_error"
     code = "upstream_error"
-    ledger_status = "upstream_error"
+    ledger_status = Status.UPSTREAM_ERROR
 
 
 class Unavailable(APIError):
     status = 503
     type = "api_error"
     code = "no_healthy_replica"
-    ledger_status = "unavailable"
+    ledger_status = Status.UNAVAILABLE
 
 
 def invalid_request(error: ValidationError) -> InvalidRequest:

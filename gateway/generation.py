@@ -16,7 +16,6 @@ import logging
 import time
 from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass, field
-from enum import Enum
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -24,6 +23,7 @@ import anyio
 from fairgate.gateway.errors import APIError, InvalidRequest, Unavailable, UpstreamError
 from fairgate.metering.meter import EngineCounts, RequestMeter
 from fairgate.metering.reasoning import Piece
+from fairgate.metering.record import Status
 from fairgate.replicas.base import Replica
 from fairgate.replicas.errors import ReplicaFailed, ReplicaRejected, ReplicaUnavailable
 from fairgate.replicas.stream import (
@@ -42,12 +42,6 @@ if TYPE_CHECKING:
 log = logging.getLogger("fairgate.generation")
 
 
-class Status(Enum):
-    OK = "ok"
-    CLIENT_DISCONNECTED = "client_disconnected"
-    REPLICA_DIED = "replica_died"
-
-
 @dataclass(slots=True)
 class Visible:
     """What the client may see of one engine step."""
@@ -60,7 +54,9 @@ class Visible:
 
 
 @dataclass(slots=True)
-class Outcome:
+class RequestOutcome:
+    """How one request ended: what the recorder records and the renderers report."""
+
     status: str
     status_code: int
     usage: Usage
@@ -71,7 +67,7 @@ class Outcome:
 
 
 class ReplicaDied(UpstreamError):
-    ledger_status = Status.REPLICA_DIED.value
+    ledger_status = Status.REPLICA_DIED
 
 
 class Generation:
@@ -104,7 +100,7 @@ class Generation:
         self.engine_usage: EngineUsage | None = None
         self.replica: str | None = None
         self.finish_reason: str | None = None
-        self.outcome: Outcome | None = None
+        self.outcome: RequestOutcome | None = None
         self._first_token_at: float | None = None
         self._last_token_at: float | None = None
         self._admitted_at: float | None = None
@@ -114,11 +110,12 @@ class Generation:
         return self.meter.prompt_ids
 
     async def run(self) -> AsyncGenerator[Visible, None]:
-        status, code = Status.CLIENT_DISCONNECTED.value, 499
+        status: str = Status.CLIENT_DISCONNECTED
+        code = 499
         try:
             async for visible in self._attempts():
                 yield visible
-            status, code = Status.OK.value, 200
+            status, code = Status.OK, 200
         except APIError as failure:
             status, code = failure.ledger_status, failure.status
             raise
@@ -272,7 +269,7 @@ class Generation:
             duration=now - self.started,
             queue_wait=(self._admitted_at - self.started) if self._admitted_at else None,
         )
-        self.outcome = Outcome(
+        self.outcome = RequestOutcome(
             status,
             code,
             usage,

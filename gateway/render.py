@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from fairgate.gateway.generation import Outcome, Visible
+from fairgate.gateway.generation import RequestOutcome, Visible
 from fairgate.replicas.stream import Endpoint
 
 
@@ -57,7 +57,7 @@ class Renderer:
             chunk["usage"] = None
         return chunk
 
-    def usage_chunk(self, outcome: Outcome) -> dict[str, Any]:
+    def usage_chunk(self, outcome: RequestOutcome) -> dict[str, Any]:
         chunk = self._envelope(self._object(stream=True), [])
         chunk["usage"] = outcome.usage.to_openai()
         if outcome.receipt is not None:
@@ -65,7 +65,7 @@ class Renderer:
         return chunk
 
     # non-streaming -------------------------------------------------------------------
-    def response(self, pieces: list[Visible], outcome: Outcome) -> dict[str, Any]:
+    def response(self, pieces: list[Visible], outcome: RequestOutcome) -> dict[str, Any]:
         text = "".join(p.text for p in pieces)
         choice: dict[str, Any] = {"index": 0}
         if self.endpoint == "chat":

@@ -57,6 +57,7 @@ class Status(StrEnum):
     MODEL_NOT_FOUND = "model_not_found"
     RATE_LIMITED = "rate_limited"
     UNAVAILABLE = "unavailable"
+    UNAUTHORIZED = "unauthorized"
     FORBIDDEN = "forbidden"
     ERROR = "error"
 
