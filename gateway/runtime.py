@@ -19,9 +19,10 @@ from typing import TYPE_CHECKING, Any
 import httpx
 from prometheus_client import CollectorRegistry
 
-from fairgate.gateway.auth import TenantKeys, KeyStore, Tenant, digest
+from fairgate.gateway.auth import KeyStore, Tenant, TenantKeys, digest
 from fairgate.gateway.config import Config, ConfigError, ModelConfig
 from fairgate.gateway.dispatcher import Dispatcher
+from fairgate.gateway.engine_watch import EngineWatch
 from fairgate.gateway.metrics import GatewayMetrics
 from fairgate.gateway.recorder import Recorder
 from fairgate.gateway.telemetry import Telemetry
@@ -131,7 +132,15 @@ class Runtime:
         self.config_path: Path | None = None  # what a reload re-reads (else $FAIRGATE_CONFIG)
         self._sighup = False
         self._reloads: set[asyncio.Task[None]] = set()
-        self.telemetry = Telemetry(self)  # scheduler/engine metrics, bounded labels
+        self.metrics.restrict(tenants=self.tenants, models={m.name for m in config.models})
+        self.engine_watch = EngineWatch(self.engine_targets, self.dispatcher.engine_load)
+        self.telemetry = Telemetry(
+            self.metrics,
+            self.registry,
+            stats=self.scheduler.stats,
+            replicas=self.replica_list,
+            engines=self.engine_watch.readings,
+        )
 
     # lifecycle -----------------------------------------------------------------------
     async def start(self) -> None:
@@ -148,6 +157,7 @@ class Runtime:
         await self.check_health()
         self._health_task = asyncio.create_task(self._health_loop(), name="fairgate-health")
         self.telemetry.start()
+        self.engine_watch.start()
         if self.fleet is not None:
             self.fleet.start()
         self._watch_sighup()
@@ -161,6 +171,7 @@ class Runtime:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._health_task
         await self.telemetry.stop()
+        await self.engine_watch.stop()
         if self.fleet is not None:
             await self.fleet.stop()
         for model in self.models.values():
@@ -189,6 +200,17 @@ class Runtime:
         return model
 
     # models and replicas -------------------------------------------------------------
+    def replica_list(self) -> list[tuple[str, str, Replica]]:
+        """(model, replica id, replica) of every replica held, draining ones included."""
+        return [
+            (model.name, replica_id, replica)
+            for model in list(self.models.values())
+            for replica_id, replica in list(model.replicas.items())
+        ]
+
+    def engine_targets(self) -> list[tuple[str, str, str]]:
+        return [(m, rid, r.url) for m, rid, r in self.replica_list() if r.url]
+
     def add_model(self, model: ModelRuntime) -> None:
         self.models[model.name] = model
         for replica in list(model.replicas.values()):

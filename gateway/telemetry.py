@@ -1,19 +1,18 @@
 """Observability wiring: what ``/metrics`` shows beyond the counters the request path updates.
 
-``Telemetry`` is built by the runtime. It
+``Telemetry`` only reads; it never drives admission (the engines' load goes from
+``gateway.engine_watch`` to the dispatcher directly). It
 
 - bounds the labels of ``GatewayMetrics`` to the configured tenants and models;
 - registers a collector that reads ``Scheduler.stats()`` at scrape time (queues, in-flight,
   deficits and virtual counters, served weighted tokens, decisions, predicted prefix hits)
   together with Jain's fairness index over a sliding window (``gateway.fairness_window``);
-- every ``interval`` seconds, reads each replica's engine ``/metrics`` (replicas with a
-  ``url``: the ``openai`` and ``vllm`` providers; ``sim`` replicas have none) and re-exports
-  the engine's gauges and counters as ``fairgate_engine_*{model,replica}``; it also follows
-  each replica's engine restarts (``info()["engine"]["restarts"]``, from its supervisor)
-  into ``fairgate_replica_restarts_total``.
+- re-exports the engine readings that ``EngineWatch`` took as ``fairgate_engine_*{model,
+  replica}``;
+- every ``interval`` seconds, takes a fairness sample and follows each replica's engine
+  restarts (``info()["engine"]["restarts"]``, from its supervisor) into
+  ``fairgate_replica_restarts_total``. A scrape changes nothing.
 
-The engines are read in the background, never during a scrape: vLLM's ``/metrics`` can
-answer seconds late under load (tests/support/VLLM_NOTES.md), and a scrape must not wait.
 Everything runs on the event loop's thread, like the scheduler itself, so reading its state
 needs no lock.
 """
@@ -24,61 +23,52 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from typing import Any
 
-import httpx
+from prometheus_client import CollectorRegistry
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from fairgate.gateway.engine_watch import EngineReading
 from fairgate.gateway.fairness_window import DEFAULT_WINDOW_S, FairnessWindow
-from fairgate.replicas.engine_metrics import (
-    ENGINE_METRICS,
-    EngineMetrics,
-    Kind,
-    scrape_engine_metrics,
-)
+from fairgate.gateway.metrics import GatewayMetrics
+from fairgate.replicas.engine_metrics import ENGINE_METRICS, Kind
 from fairgate.scheduler.stats import SchedulerStats
 
-if TYPE_CHECKING:
-    from fairgate.gateway.runtime import Runtime
-
 log = logging.getLogger("fairgate.telemetry")
-ENGINE_INTERVAL_S = 5.0
+SAMPLE_INTERVAL_S = 1.0
 
-
-@dataclass(slots=True)
-class EngineReading:
-    model: str
-    metrics: EngineMetrics | None  # None: the last read failed
+# (model, replica id, replica) of every replica the gateway holds
+ReplicaList = Callable[[], Iterable[tuple[str, str, Any]]]
 
 
 class Telemetry:
     def __init__(
         self,
-        runtime: Runtime,
+        metrics: GatewayMetrics,
+        registry: CollectorRegistry,
         *,
-        interval: float = ENGINE_INTERVAL_S,
+        stats: Callable[[], SchedulerStats],
+        replicas: ReplicaList,
+        engines: Mapping[str, EngineReading],
+        interval: float = SAMPLE_INTERVAL_S,
         fairness_window_s: float = DEFAULT_WINDOW_S,
         clock: Callable[[], float] = time.monotonic,
-        client: httpx.AsyncClient | None = None,
     ) -> None:
-        self.runtime = runtime
+        self.metrics = metrics
+        self.stats = stats
+        self.list_replicas = replicas
+        self.engines = engines  # read-only view of the engine watch's last readings
         self.interval = interval
         self.clock = clock
         self.fairness = FairnessWindow(fairness_window_s)
-        self.engines: dict[str, EngineReading] = {}
-        self._client = client
         self._task: asyncio.Task[None] | None = None
         self._restarts: dict[str, int] = {}  # last restart count seen per replica
         self._served: dict[str, float] = {}  # served weighted tokens as last exported
         self._replicas: dict[str, str] = {}  # replica id -> model, series created
-        runtime.metrics.restrict(
-            tenants=runtime.tenants, models={m.name for m in runtime.config.models}
-        )
         self.collector = SchedulerCollector(self)
-        runtime.registry.register(self.collector)
+        registry.register(self.collector)
 
     # lifecycle -------------------------------------------------------------------------
     def start(self) -> None:
@@ -91,39 +81,27 @@ class Telemetry:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
-        if self._client is not None:
-            await self._client.aclose()
-            self._client = None
 
     async def _loop(self) -> None:
         while True:
             try:
-                await self.refresh()
+                self.refresh()
             except Exception:
                 log.exception("telemetry refresh failed")
             await asyncio.sleep(self.interval)
 
     # refresh ---------------------------------------------------------------------------
-    async def refresh(self) -> None:
-        """Read every engine's metrics, follow restarts, take a fairness sample."""
+    def refresh(self) -> None:
+        """Follow replicas and their restarts, take a fairness sample."""
         self.sync_replicas()
-        await self.scrape_engines()
-        self.sample(self.runtime.scheduler.stats())
-
-    def replicas(self) -> list[tuple[str, str, Any]]:
-        """(model, replica id, replica) of every replica the runtime holds."""
-        return [
-            (model.name, replica_id, replica)
-            for model in list(self.runtime.models.values())
-            for replica_id, replica in list(model.replicas.items())
-        ]
+        self.sample(self.stats())
 
     def sync_replicas(self) -> None:
         """Create new replicas' series at zero, drop those of replicas that are gone, and
         turn each supervisor's restart count into counter increments."""
-        metrics = self.runtime.metrics
+        metrics = self.metrics
         current: dict[str, str] = {}
-        for model, replica_id, replica in self.replicas():
+        for model, replica_id, replica in self.list_replicas():
             current[replica_id] = model
             if replica_id not in self._replicas:
                 metrics.replica_added(model, replica_id)
@@ -139,34 +117,7 @@ class Telemetry:
             if replica_id not in current:
                 metrics.replica_removed(model, replica_id)
                 self._restarts.pop(replica_id, None)
-                self.engines.pop(replica_id, None)
         self._replicas = current
-
-    async def scrape_engines(self) -> None:
-        targets = [
-            (model, replica_id, url)
-            for model, replica_id, replica in self.replicas()
-            if (url := getattr(replica, "url", None))
-        ]
-        if self._client is None:
-            self._client = httpx.AsyncClient(timeout=httpx.Timeout(5.0))
-        client = self._client
-        readings = await asyncio.gather(
-            *(scrape_engine_metrics(client, url) for _, _, url in targets)
-        )
-        live = {replica_id for _, replica_id, _ in targets}
-        for (model, replica_id, _), reading in zip(targets, readings, strict=True):
-            self.engines[replica_id] = EngineReading(model, reading)
-            self._feed_admission(replica_id, reading)
-        for replica_id in list(self.engines):
-            if replica_id not in live:
-                del self.engines[replica_id]
-
-    def _feed_admission(self, replica_id: str, reading: EngineMetrics | None) -> None:
-        running = reading.get("fairgate_engine_requests_running") if reading else None
-        waiting = reading.get("fairgate_engine_requests_waiting") if reading else None
-        if running is not None and waiting is not None:
-            self.runtime.dispatcher.engine_load(replica_id, int(running), int(waiting))
 
     def sample(self, stats: SchedulerStats) -> None:
         self.fairness.observe(
@@ -204,21 +155,17 @@ class SchedulerCollector(Collector):
         self.telemetry = telemetry
 
     def describe(self) -> list[Metric]:
-        return []  # names are checked by tests, not at registration (collect needs a runtime)
+        return []  # names are checked by tests, not at registration (collect reads live state)
 
     def collect(self) -> Iterator[Metric]:
-        telemetry = self.telemetry
-        runtime = telemetry.runtime
-        stats = runtime.scheduler.stats()
-        telemetry.sync_replicas()
-        telemetry.sample(stats)
+        stats = self.telemetry.stats()
         yield from self._tenants(stats)
         yield from self._scheduler(stats)
         yield from self._replicas(stats)
         yield from self._engines()
 
     def _tenants(self, stats: SchedulerStats) -> Iterator[Metric]:
-        metrics, telemetry = self.telemetry.runtime.metrics, self.telemetry
+        metrics, telemetry = self.telemetry.metrics, self.telemetry
         families: dict[str, GaugeMetricFamily | CounterMetricFamily] = {
             "queued": GaugeMetricFamily(
                 "fairgate_tenant_queued_jobs",
@@ -294,7 +241,7 @@ class SchedulerCollector(Collector):
         )
 
     def _replicas(self, stats: SchedulerStats) -> Iterator[Metric]:
-        metrics = self.telemetry.runtime.metrics
+        metrics = self.telemetry.metrics
         labels = ["model", "replica"]
         gauges = {
             "queued": GaugeMetricFamily(
@@ -359,7 +306,7 @@ class SchedulerCollector(Collector):
         yield from counters.values()
 
     def _engines(self) -> Iterator[Metric]:
-        metrics = self.telemetry.runtime.metrics
+        metrics = self.telemetry.metrics
         labels = ["model", "replica"]
         up = GaugeMetricFamily(
             "fairgate_engine_up",

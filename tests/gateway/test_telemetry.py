@@ -48,6 +48,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[GatewaySe
     with FakeEngine() as engine:
         server = GatewayServer(telemetry_config(tmp_path_factory.mktemp("gw"), engine.url))
         server.runtime.telemetry.interval = 0.1
+        server.runtime.engine_watch.interval = 0.1
         with server:
             alice, bob = client(server), client(server, "sk-bob")
             for _ in range(3):

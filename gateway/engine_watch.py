@@ -1,0 +1,93 @@
+"""The engines' own load, read in the background and fed to admission control.
+
+Every ``interval`` seconds, each replica with a ``url`` (the ``openai`` and ``vllm``
+providers; ``sim`` replicas report their load directly) has its ``/metrics`` read. The
+running and waiting counts go straight to ``on_load`` (the dispatcher's adaptive in-flight
+limit); the last reading of each replica stays in ``readings`` for telemetry to export.
+
+It reads in the background, never during a scrape: vLLM's ``/metrics`` can answer seconds late
+under load (tests/support/VLLM_NOTES.md), and neither a scrape nor admission may wait on it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+import httpx
+
+from fairgate.replicas.engine_metrics import EngineMetrics, scrape_engine_metrics
+
+log = logging.getLogger("fairgate.engines")
+ENGINE_INTERVAL_S = 5.0
+
+# (model, replica id, engine url) of every replica that has an engine to read
+Targets = Callable[[], Iterable[tuple[str, str, str]]]
+LoadSink = Callable[[str, int, int], None]  # replica id, running, waiting
+
+
+@dataclass(slots=True)
+class EngineReading:
+    model: str
+    metrics: EngineMetrics | None  # None: the last read failed
+
+
+class EngineWatch:
+    def __init__(
+        self,
+        targets: Targets,
+        on_load: LoadSink,
+        *,
+        interval: float = ENGINE_INTERVAL_S,
+        client: httpx.AsyncClient | None = None,
+    ) -> None:
+        self.targets = targets
+        self.on_load = on_load
+        self.interval = interval
+        self.readings: dict[str, EngineReading] = {}
+        self._client = client
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.create_task(self._loop(), name="fairgate-engine-watch")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        if self._client is not None:
+            await self._client.aclose()
+            self._client = None
+
+    async def _loop(self) -> None:
+        while True:
+            try:
+                await self.refresh()
+            except Exception:
+                log.exception("reading the engines' metrics failed")
+            await asyncio.sleep(self.interval)
+
+    async def refresh(self) -> None:
+        targets = list(self.targets())
+        if self._client is None:
+            self._client = httpx.AsyncClient(timeout=httpx.Timeout(5.0))
+        client = self._client
+        found = await asyncio.gather(*(scrape_engine_metrics(client, url) for _, _, url in targets))
+        for (model, replica_id, _), reading in zip(targets, found, strict=True):
+            self.readings[replica_id] = EngineReading(model, reading)
+            self._feed(replica_id, reading)
+        live = {replica_id for _, replica_id, _ in targets}
+        for replica_id in [r for r in self.readings if r not in live]:
+            del self.readings[replica_id]
+
+    def _feed(self, replica_id: str, reading: EngineMetrics | None) -> None:
+        running = reading.get("fairgate_engine_requests_running") if reading else None
+        waiting = reading.get("fairgate_engine_requests_waiting") if reading else None
+        if running is not None and waiting is not None:
+            self.on_load(replica_id, int(running), int(waiting))
