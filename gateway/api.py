@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import json
 import time
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -79,6 +79,27 @@ def authenticate(runtime: Runtime, request: Request) -> str:
 
 
 async def _generate(request: Request, endpoint: Endpoint) -> Response:
+    generation = await admit(request, endpoint)
+    renderer = Renderer(
+        endpoint,
+        response_id=_response_id(endpoint, generation.request_id),
+        model=generation.model.name,
+        created=int(generation.started_at),
+        body=generation.body,
+    )
+    headers = {"x-request-id": generation.request_id}
+    if generation.body.get("stream"):
+        return await _stream(request, generation, renderer, headers)
+    return await _complete(request, generation, renderer, headers)
+
+
+async def admit(
+    request: Request,
+    endpoint: Endpoint,
+    translate: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
+) -> Generation:
+    """Authenticate, validate and tokenize one request. ``translate`` turns another API's body
+    into this endpoint's (the Responses API into chat). A failure is recorded, then raised."""
     runtime: Runtime = request.app.state.runtime
     request_id: str = request.state.request_id
     started, started_at = time.monotonic(), time.time()
@@ -88,6 +109,8 @@ async def _generate(request: Request, endpoint: Endpoint) -> Response:
         data = await json_body(request)
         model = data.get("model")
         model_name = model if isinstance(model, str) else ""
+        if translate is not None:
+            data = translate(data)
         body = _validate(endpoint, data)
         model = runtime.models.get(body["model"])
         if model is None:
@@ -107,7 +130,7 @@ async def _generate(request: Request, endpoint: Endpoint) -> Response:
             duration=time.monotonic() - started,
         )
         raise
-    generation = Generation(
+    return Generation(
         runtime,
         model,
         request_id=request_id,
@@ -118,17 +141,6 @@ async def _generate(request: Request, endpoint: Endpoint) -> Response:
         started=started,
         started_at=started_at,
     )
-    renderer = Renderer(
-        endpoint,
-        response_id=_response_id(endpoint, request_id),
-        model=model.name,
-        created=int(started_at),
-        body=body,
-    )
-    headers = {"x-request-id": request_id}
-    if body.get("stream"):
-        return await _stream(request, generation, renderer, headers)
-    return await _complete(request, generation, renderer, headers)
 
 
 async def json_body(request: Request) -> dict[str, Any]:
@@ -191,7 +203,7 @@ async def _until_disconnect(request: Request) -> None:
             return
 
 
-async def _or_disconnect(request: Request, work: Any) -> Any:
+async def or_disconnect(request: Request, work: Any) -> Any:
     """Await ``work`` unless the client goes away first, in which case cancel it."""
     task = asyncio.ensure_future(work)
     watcher = asyncio.ensure_future(_until_disconnect(request))
@@ -215,7 +227,7 @@ async def _complete(
     async def collect() -> list[Visible]:
         return [piece async for piece in generation.run()]
 
-    pieces = await _or_disconnect(request, collect())
+    pieces = await or_disconnect(request, collect())
     outcome = generation.outcome
     if outcome is None:  # pragma: no cover - run() always ends with an outcome
         raise InvalidRequest("the request ended without an outcome")
@@ -228,7 +240,7 @@ async def _stream(
     request: Request, generation: Generation, renderer: Renderer, headers: dict[str, str]
 ) -> Response:
     stream = generation.run()
-    first, has_first = await _or_disconnect(request, first_or_end(stream))
+    first, has_first = await or_disconnect(request, first_or_end(stream))
     if generation.replica:
         headers["x-fairgate-replica"] = generation.replica
     body = _sse_body(generation, renderer, stream, first if has_first else None)

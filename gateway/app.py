@@ -13,7 +13,7 @@ from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from fairgate import __version__
-from fairgate.gateway import admin, api, audit, ops
+from fairgate.gateway import admin, api, audit, ops, responses
 from fairgate.gateway.config import Config
 from fairgate.gateway.errors import APIError, error_body
 from fairgate.gateway.runtime import Runtime
@@ -37,6 +37,7 @@ def create_app(config: Config, runtime: Runtime | None = None) -> FastAPI:
     )
     app.state.runtime = runtime
     app.include_router(api.router)
+    app.include_router(responses.router)
     app.include_router(ops.router)
     app.include_router(admin.router)
     app.include_router(audit.router)

@@ -1,0 +1,122 @@
+"""``POST /v1/responses``: the OpenAI Responses API as a translation onto chat.
+
+The body is translated into a chat completions body and admitted exactly like chat, so one
+``Generation`` does the gateway's work: the scheduler orders it, the meter attributes it by
+token ids, hidden reasoning is dropped before anything is rendered, and it ends in one signed
+ledger record whose receipt is in the response. Only the shapes differ (responses_render.py).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import AsyncGenerator, AsyncIterator
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse, Response, StreamingResponse
+
+from fairgate.gateway.api import admit, or_disconnect
+from fairgate.gateway.errors import APIError, ContextTooLong, InvalidRequest, UpstreamError
+from fairgate.gateway.generation import Generation, Visible, first_or_end
+from fairgate.gateway.responses_render import EventStream, ResponseShape, sse_event
+from fairgate.gateway.responses_schemas import ResponsesBody, parse
+
+router = APIRouter()
+log = logging.getLogger("fairgate.responses")
+
+
+class _Translation:
+    """Translates the body for ``admit`` and keeps it, for echoing settings in the response."""
+
+    def __init__(self) -> None:
+        self.body: ResponsesBody | None = None
+
+    def __call__(self, data: dict[str, Any]) -> dict[str, Any]:
+        self.body = parse(data)
+        return self.body.chat_body()
+
+
+@router.post("/v1/responses")
+async def create_response(request: Request) -> Response:
+    translation = _Translation()
+    try:
+        generation = await admit(request, "chat", translation)
+    except ContextTooLong as error:
+        error.param = "input"
+        raise
+    if translation.body is None:  # pragma: no cover - admit translates before it returns
+        raise InvalidRequest("the request body was not translated")
+    shape = ResponseShape(
+        suffix=generation.request_id.removeprefix("req_"),
+        model=generation.model.name,
+        created=int(generation.started_at),
+        body=translation.body,
+    )
+    headers = {"x-request-id": generation.request_id}
+    if translation.body.stream:
+        return await _stream(request, generation, shape, headers)
+    return await _complete(request, generation, shape, headers)
+
+
+async def _complete(
+    request: Request, generation: Generation, shape: ResponseShape, headers: dict[str, str]
+) -> Response:
+    async def collect() -> list[Visible]:
+        return [piece async for piece in generation.run()]
+
+    pieces = await or_disconnect(request, collect())
+    outcome = generation.outcome
+    if outcome is None:  # pragma: no cover - run() always ends with an outcome
+        raise InvalidRequest("the request ended without an outcome")
+    if outcome.replica:
+        headers["x-fairgate-replica"] = outcome.replica
+    return JSONResponse(shape.complete(pieces, outcome), headers=headers)
+
+
+async def _stream(
+    request: Request, generation: Generation, shape: ResponseShape, headers: dict[str, str]
+) -> Response:
+    stream = generation.run()
+    # Errors before the first piece (no replica, a rejected request) stay HTTP errors.
+    first, has_first = await or_disconnect(request, first_or_end(stream))
+    if generation.replica:
+        headers["x-fairgate-replica"] = generation.replica
+    body = _events(generation, EventStream(shape), stream, first if has_first else None)
+    return StreamingResponse(
+        body, media_type="text/event-stream", headers={**headers, "cache-control": "no-cache"}
+    )
+
+
+async def _events(
+    generation: Generation,
+    events: EventStream,
+    stream: AsyncGenerator[Visible, None],
+    first: Visible | None,
+) -> AsyncIterator[bytes]:
+    """Each piece goes out as soon as it exists; the last event waits for the ledger record, so
+    that it can carry the usage and the receipt. A failure ends the stream with events, never a
+    cut connection."""
+    failure: APIError | None = None
+    try:
+        for event in events.start():
+            yield sse_event(event)
+        visible = first
+        while visible is not None:
+            for event in events.piece(visible):
+                yield sse_event(event)
+            visible = await anext(stream, None)
+    except APIError as error:
+        failure = error
+    except Exception:
+        log.exception("response %s failed while streaming", generation.request_id)
+        failure = UpstreamError(f"The server had an error processing {generation.request_id}.")
+    finally:
+        with contextlib.suppress(Exception):
+            await stream.aclose()
+    outcome = generation.outcome
+    closing = events.fail(failure, outcome) if failure else None
+    if closing is None and outcome is not None:
+        closing = events.finish(outcome)
+    for event in closing or []:
+        yield sse_event(event)
