@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 import anyio
 
 from fairgate.gateway.errors import APIError, InvalidRequest, Unavailable, UpstreamError
-from fairgate.metering.meter import EngineCounts, RequestMeter
+from fairgate.metering.meter import RequestMeter
 from fairgate.metering.reasoning import Piece
 from fairgate.metering.record import Status
 from fairgate.replicas.base import Replica
@@ -239,17 +239,7 @@ class Generation:
         if self.outcome is not None:
             return
         engine = self.engine_usage
-        counts = (
-            None
-            if engine is None
-            else EngineCounts(
-                engine.prompt_tokens,
-                engine.completion_tokens,
-                engine.cached_tokens,
-                engine.reasoning_tokens,
-            )
-        )
-        usage, disagreements = self.meter.usage(counts, len(self.prompt_ids))
+        usage, disagreements = self.meter.usage(engine, len(self.prompt_ids))
         for item in disagreements:
             self.runtime.disagreement(
                 self.request_id, self.model.name, item.field, ours=item.ours, engine=item.engine

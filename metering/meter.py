@@ -9,21 +9,25 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from fairgate.metering.commitment import HiddenCommitter
 from fairgate.metering.reasoning import Markers, Piece, ReasoningSplitter
 from fairgate.metering.usage import Usage
 
 
-@dataclass(slots=True, frozen=True)
-class EngineCounts:
-    """The engine's own usage report, where it gave one."""
+class EngineCounts(Protocol):
+    """What metering reads of the engine's own usage report (the replicas' ``EngineUsage``
+    has this shape; metering declares it rather than importing it)."""
 
-    prompt_tokens: int
-    completion_tokens: int
-    cached_tokens: int | None = None
-    reasoning_tokens: int | None = None
+    @property
+    def prompt_tokens(self) -> int: ...
+    @property
+    def completion_tokens(self) -> int: ...
+    @property
+    def cached_tokens(self) -> int | None: ...
+    @property
+    def reasoning_tokens(self) -> int | None: ...
 
 
 @dataclass(slots=True, frozen=True)
