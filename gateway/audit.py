@@ -1,12 +1,16 @@
 """The audit endpoint: the gateway's side of the challenge in :mod:`metering.audit`.
 
     POST /v1/audit/challenge   {"request_id": "...", "nonce": "<hex, 16..64 bytes>",
-                                "samples": 1..256 (default 8)}
+                                "samples": 1..256 (default 8),
+                                "reveal": "embeddings" (default) | "full"}
       200  {"object": "fairgate.audit.response", "request_id", "nonce", "samples",
-            "block_size", "record": <the signed ledger record>, "openings": [...]}
-      401  no key, or a wrong one           403  a tenant API key
+            "block_size", "record": <the signed ledger record>, "openings": [...] (protocol 1),
+            "blocks": [...] (protocol 2: embeddings only unless full)}
+      401  no key, or a wrong one           403  a tenant API key; "full" for a tenant not in
+                                                 audit.full_openings
       400  a malformed body                 404  no such record, or its hidden tokens were
                                                  committed but their opening is not in the store
+      429  more than audit.challenges_per_minute for this key (with Retry-After)
 
 A record with zero hidden tokens is answered (200) with nothing to open, so an auditor can still
 check its signature and that it bills no reasoning. Auditors present ``audit_key`` from the
@@ -17,8 +21,12 @@ in constant time, and tenant keys never work: a tenant must not choose what gets
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import hmac
-from typing import Annotated, Any
+import math
+import time
+from collections import deque
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Request
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError, field_validator
@@ -26,7 +34,13 @@ from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError, f
 from fairgate.gateway.admin import admin_key
 from fairgate.gateway.api import json_body
 from fairgate.gateway.auth import bearer_token
-from fairgate.gateway.errors import Forbidden, RecordNotFound, Unauthorized, invalid_request
+from fairgate.gateway.errors import (
+    Forbidden,
+    RateLimited,
+    RecordNotFound,
+    Unauthorized,
+    invalid_request,
+)
 from fairgate.gateway.runtime import Runtime
 from fairgate.metering.audit import (
     DEFAULT_SAMPLES,
@@ -34,6 +48,7 @@ from fairgate.metering.audit import (
     MAX_SAMPLES,
     MIN_NONCE_BYTES,
     Challenge,
+    RevealRefused,
     answer_challenge,
 )
 from fairgate.metering.commitment import Opening
@@ -48,6 +63,7 @@ class ChallengeBody(BaseModel):
     request_id: str = Field(min_length=1, max_length=256)
     nonce: str = Field(min_length=2 * MIN_NONCE_BYTES, max_length=2 * MAX_NONCE_BYTES)
     samples: Annotated[StrictInt, Field(ge=1, le=MAX_SAMPLES)] = DEFAULT_SAMPLES
+    reveal: Literal["embeddings", "full"] = "embeddings"
 
     @field_validator("nonce")
     @classmethod
@@ -57,6 +73,37 @@ class ChallengeBody(BaseModel):
         except ValueError:
             raise ValueError("must be hex digits, two per byte") from None
         return value
+
+
+class ChallengeLimiter:
+    """At most ``per_minute`` challenges per key in any 60 s: answering hashes whole trees."""
+
+    def __init__(self, per_minute: int, clock: Any = time.monotonic) -> None:
+        self.per_minute = per_minute
+        self.clock = clock
+        self._seen: dict[str, deque[float]] = {}
+
+    def admit(self, key: str) -> None:
+        now = self.clock()
+        name = hashlib.sha256(key.encode()).hexdigest()  # no key kept in memory as-is
+        times = self._seen.setdefault(name, deque())
+        while times and times[0] <= now - 60.0:
+            times.popleft()
+        if len(times) >= self.per_minute:
+            wait = max(1, math.ceil(times[0] + 60.0 - now))
+            raise RateLimited(
+                f"Too many audit challenges: at most {self.per_minute} a minute per key.",
+                headers={"Retry-After": str(wait)},
+            )
+        times.append(now)
+
+
+def _limiter(request: Request, runtime: Runtime) -> ChallengeLimiter:
+    limiter: ChallengeLimiter | None = getattr(request.app.state, "audit_limiter", None)
+    if limiter is None:
+        limiter = ChallengeLimiter(runtime.config.audit.challenges_per_minute)
+        request.app.state.audit_limiter = limiter
+    return limiter
 
 
 def require_auditor(request: Request) -> Runtime:
@@ -82,7 +129,7 @@ def _parse(data: dict[str, Any]) -> Challenge:
         body = ChallengeBody.model_validate(data)
     except ValidationError as error:
         raise invalid_request(error) from None
-    return Challenge(body.request_id, bytes.fromhex(body.nonce), body.samples)
+    return Challenge(body.request_id, bytes.fromhex(body.nonce), body.samples, body.reveal)
 
 
 def _lookup(ledger: Ledger, request_id: str) -> tuple[dict[str, Any] | None, Opening | None]:
@@ -95,6 +142,7 @@ def _lookup(ledger: Ledger, request_id: str) -> tuple[dict[str, Any] | None, Ope
 @router.post("/challenge")
 async def challenge(request: Request) -> dict[str, Any]:
     runtime = require_auditor(request)
+    _limiter(request, runtime).admit(bearer_token(request.headers.get("authorization")) or "")
     challenge = _parse(await json_body(request))
     ledger = runtime.recorder.ledger
     record, opening = await asyncio.to_thread(_lookup, ledger, challenge.request_id)
@@ -109,7 +157,13 @@ async def challenge(request: Request) -> dict[str, Any]:
             param="request_id",
             code="opening_not_found",
         )
+    allow_full = record.get("tenant") in runtime.config.audit.full_openings
     # Rebuilding the tree hashes every hidden token: off the event loop, like the ledger reads.
-    answer = await asyncio.to_thread(answer_challenge, record, opening, challenge)
+    try:
+        answer = await asyncio.to_thread(
+            answer_challenge, record, opening, challenge, allow_full=allow_full
+        )
+    except RevealRefused as exc:
+        raise Forbidden(f"{exc}.", param="reveal") from None
     runtime.metrics.audits.inc()
     return answer.to_dict()

@@ -112,6 +112,14 @@ class LedgerSection(_Strict):
     signing_key: Path | None = None  # PEM file, e.g. a mounted Kubernetes Secret
 
 
+class AuditSection(_Strict):
+    # Embedding fingerprints (commitment protocol 2): "auto" uses them when fairgate[audit] is
+    # installed, "on" refuses to start without them, "off" commits protocol 1.
+    embeddings: Literal["auto", "on", "off"] = "auto"
+    full_openings: list[str] = Field(default_factory=list)  # tenants consenting to text openings
+    challenges_per_minute: int = Field(default=120, ge=1)  # per audit key
+
+
 class RaySection(_Strict):
     address: str | None = None
     # On a cluster: leave the replica actors running when the gateway exits, for the next
@@ -128,6 +136,7 @@ class Config(_Strict):
     models: list[ModelConfig] = Field(default_factory=list)
     scheduler: SchedulerSection = Field(default_factory=SchedulerSection)
     ledger: LedgerSection = Field(default_factory=LedgerSection)
+    audit: AuditSection = Field(default_factory=AuditSection)
     ray: RaySection = Field(default_factory=RaySection)
 
     @model_validator(mode="after")

@@ -5,8 +5,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 from fairgate.gateway.config import Config
 from fairgate.gateway.metrics import GatewayMetrics
@@ -20,6 +21,27 @@ from fairgate.metering.usage import Usage
 log = logging.getLogger("fairgate.requests")
 
 
+class BlockEmbedder(Protocol):
+    model_id: str
+
+    def embed_quantized(self, texts: Any) -> list[bytes]: ...
+
+
+def load_block_embedder(mode: str) -> BlockEmbedder | None:
+    """The embedder for commitment protocol 2 (``audit.embeddings``), or ``None`` for protocol 1."""
+    if mode == "off":
+        return None
+    from fairgate.metering.embedding import EmbeddingUnavailable, load_embedder
+
+    try:
+        return load_embedder()
+    except EmbeddingUnavailable as exc:
+        if mode == "on":
+            raise
+        logging.getLogger("fairgate").warning("hidden blocks committed without embeddings: %s", exc)
+        return None
+
+
 class Recorder:
     def __init__(
         self,
@@ -28,12 +50,17 @@ class Recorder:
         prices: PriceTable,
         block_size: int,
         keyring: Keyring,
+        embedder: BlockEmbedder | None = None,
     ) -> None:
         self.ledger = ledger
         self.metrics = metrics
         self.prices = prices
         self.block_size = block_size
         self.keyring = keyring
+        self.embedder = embedder
+        # One thread: embedding blocks costs about 6 ms of CPU per block; it must not take
+        # every core from the event loop and the engines.
+        self._embed_pool = ThreadPoolExecutor(1, thread_name_prefix="fairgate-embed")
 
     @classmethod
     def open(cls, config: Config, metrics: GatewayMetrics) -> Recorder:
@@ -46,7 +73,8 @@ class Recorder:
                 if m.prices is not None
             }
         )
-        return cls(ledger, metrics, prices, config.ledger.block_size, keyring)
+        embedder = load_block_embedder(config.audit.embeddings)
+        return cls(ledger, metrics, prices, config.ledger.block_size, keyring, embedder)
 
     def jwks(self) -> dict[str, Any]:
         return self.keyring.jwks()
@@ -70,6 +98,17 @@ class Recorder:
         queue_wait: float | None = None,
     ) -> dict[str, Any]:
         """Append the record (durably, off the event loop) and return the client's receipt."""
+        if committer and committer.leaves and self.embedder is not None:
+            embedder = self.embedder
+            try:
+                await asyncio.get_running_loop().run_in_executor(
+                    self._embed_pool,
+                    committer.fingerprint,
+                    embedder.model_id,
+                    embedder.embed_quantized,
+                )
+            except Exception:  # the record must still be written: protocol 1 then
+                log.exception("embedding the hidden blocks of %s failed", request_id)
         commitment = committer.commit() if committer else Commitment.empty()
         cost = self.prices.cost(model, usage)
         finished = time.time()
@@ -138,4 +177,5 @@ class Recorder:
         )
 
     def close(self) -> None:
+        self._embed_pool.shutdown(wait=False)
         self.ledger.close()

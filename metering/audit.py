@@ -65,7 +65,9 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from fairgate.metering import protocol
 from fairgate.metering.commitment import (
+    BlockOpening,
     LeafOpening,
     Opening,
 )
@@ -73,6 +75,8 @@ from fairgate.metering.merkle import EMPTY_ROOT, HASH_SIZE
 from fairgate.metering.record import Receipt
 
 DEFAULT_SAMPLES = 8
+REVEAL_EMBEDDINGS = "embeddings"  # version 2's default: no token text leaves the store
+REVEAL_FULL = "full"  # ids and text too; the gateway answers it only for consenting tenants
 MAX_SAMPLES = 256  # bounds the answer's size; the gateway refuses more rather than cap silently
 MIN_NONCE_BYTES = 16
 MAX_NONCE_BYTES = 64
@@ -141,8 +145,11 @@ class Challenge:
     request_id: str
     nonce: bytes
     samples: int = DEFAULT_SAMPLES
+    reveal: str = REVEAL_EMBEDDINGS
 
     def __post_init__(self) -> None:
+        if self.reveal not in (REVEAL_EMBEDDINGS, REVEAL_FULL):
+            raise ValueError(f"reveal must be {REVEAL_EMBEDDINGS!r} or {REVEAL_FULL!r}")
         if not self.request_id:
             raise ValueError("request_id must be a non-empty string")
         if not MIN_NONCE_BYTES <= len(self.nonce) <= MAX_NONCE_BYTES:
@@ -156,7 +163,14 @@ class Challenge:
         return sample_positions(self.nonce, self.request_id, leaves, self.samples)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"request_id": self.request_id, "nonce": self.nonce.hex(), "samples": self.samples}
+        data: dict[str, Any] = {
+            "request_id": self.request_id,
+            "nonce": self.nonce.hex(),
+            "samples": self.samples,
+        }
+        if self.reveal != REVEAL_EMBEDDINGS:
+            data["reveal"] = self.reveal
+        return data
 
 
 # -- the answer ---------------------------------------------------------------------------------
@@ -190,8 +204,35 @@ class OpenedLeaf:
 
 
 @dataclass(frozen=True, slots=True)
+class OpenedBlock:
+    """Version 2: one sampled position, opened by its block's embedding (see ``protocol``)."""
+
+    leaf: bytes
+    opening: BlockOpening
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"leaf": self.leaf.hex(), **self.opening.to_dict()}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> OpenedBlock:
+        leaf = bytes.fromhex(_str(data, "leaf"))
+        for name in ("position", "block_start", "count"):
+            _int(data, name)
+        for name in ("salt", "content", "embedding"):
+            _str(data, name)
+        for element in _list(data, "proof"):
+            _as_str(element, "proof")
+        if "text_key" in data:
+            _str(data, "text_key")
+            _str(data, "text")
+            for t in _list(data, "token_ids"):
+                _as_int(t, "token_ids")
+        return cls(leaf=leaf, opening=BlockOpening.from_dict(dict(data)))
+
+
+@dataclass(frozen=True, slots=True)
 class AuditResponse:
-    """The gateway's answer to a :class:`Challenge`."""
+    """The gateway's answer to a :class:`Challenge`: ``openings`` (v1) or ``blocks`` (v2)."""
 
     request_id: str
     nonce: bytes
@@ -199,9 +240,10 @@ class AuditResponse:
     record: dict[str, Any]
     block_size: int | None  # None when there is nothing to open
     openings: tuple[OpenedLeaf, ...] = field(default_factory=tuple)
+    blocks: tuple[OpenedBlock, ...] = field(default_factory=tuple)
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        data = {
             "object": RESPONSE_OBJECT,
             "request_id": self.request_id,
             "nonce": self.nonce.hex(),
@@ -210,6 +252,9 @@ class AuditResponse:
             "record": self.record,
             "openings": [opened.to_dict() for opened in self.openings],
         }
+        if self.blocks:
+            data["blocks"] = [opened.to_dict() for opened in self.blocks]
+        return data
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> AuditResponse:
@@ -232,6 +277,14 @@ class AuditResponse:
                 openings.append(OpenedLeaf.from_dict(item))
             except ValueError as exc:
                 raise ValueError(f"openings[{index}].{exc}") from None
+        blocks = []
+        for index, item in enumerate(data.get("blocks") or []):
+            if not isinstance(item, Mapping):
+                raise ValueError(f"blocks[{index}]: not an object")
+            try:
+                blocks.append(OpenedBlock.from_dict(item))
+            except (ValueError, KeyError) as exc:
+                raise ValueError(f"blocks[{index}].{exc}") from None
         return cls(
             request_id=_str(data, "request_id"),
             nonce=bytes.fromhex(_str(data, "nonce")),
@@ -239,28 +292,56 @@ class AuditResponse:
             record=record,
             block_size=block_size,
             openings=tuple(openings),
+            blocks=tuple(blocks),
         )
+
+    def opened_positions(self) -> list[int]:
+        return [o.opening.position for o in self.openings] + [
+            b.opening.position for b in self.blocks
+        ]
+
+
+class RevealRefused(ValueError):
+    """A full opening was asked for a tenant that did not consent to showing its reasoning."""
 
 
 def answer_challenge(
-    record: Mapping[str, Any], opening: Opening | None, challenge: Challenge
+    record: Mapping[str, Any],
+    opening: Opening | None,
+    challenge: Challenge,
+    *,
+    allow_full: bool = False,
 ) -> AuditResponse:
     """The gateway's answer: the signed record and the sampled leaves, opened.
 
     ``opening`` is the audit store's (``Ledger.hidden``); it may be ``None`` only when the record
-    commits to no hidden tokens. Only the blocks of sampled positions leave the store.
+    commits to no hidden tokens. Only the blocks of sampled positions leave the store; for a
+    version-2 record only their embeddings, unless ``challenge.reveal`` is full and
+    ``allow_full`` (the tenant consented).
     """
+    full = challenge.reveal == REVEAL_FULL
+    if full and not allow_full:
+        raise RevealRefused("this tenant has not consented to full openings of its reasoning")
     if record.get("request_id") != challenge.request_id:
         raise ValueError(f"record is for {record.get('request_id')!r}, not the challenged request")
     leaves = int(record["commitment"]["leaves"])
     positions = challenge.positions(leaves)
     openings: list[OpenedLeaf] = []
+    blocks: list[OpenedBlock] = []
     if positions:
         if opening is None or opening.leaves != leaves:
             have = "no opening" if opening is None else f"an opening of {opening.leaves} tokens"
             raise ValueError(f"the record commits to {leaves} hidden tokens, the store has {have}")
         tree = opening.tree()
-        openings = [OpenedLeaf(tree.levels[0][p], opening.open_leaf(p, tree)) for p in positions]
+        if opening.protocol == protocol.V2:
+            blocks = [
+                OpenedBlock(tree.levels[0][p], opening.open_block(p, tree, full=full))
+                for p in positions
+            ]
+        else:
+            openings = [
+                OpenedLeaf(tree.levels[0][p], opening.open_leaf(p, tree)) for p in positions
+            ]
     return AuditResponse(
         request_id=challenge.request_id,
         nonce=challenge.nonce,
@@ -268,6 +349,7 @@ def answer_challenge(
         record=dict(record),
         block_size=None if opening is None or not positions else opening.block_size,
         openings=tuple(openings),
+        blocks=tuple(blocks),
     )
 
 

@@ -11,9 +11,11 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
+from fairgate.metering import protocol
 from fairgate.metering.audit import (
     AuditResponse,
     Challenge,
+    OpenedBlock,
     OpenedLeaf,
 )
 from fairgate.metering.commitment import Commitment, block_fingerprint, leaf_data
@@ -40,6 +42,15 @@ class Reason(StrEnum):
     BAD_PROOF = "bad_proof"  # the inclusion proof does not lead to the root at size leaves
     COUNT_UNPROVEN = "count_unproven"  # the last position did not verify: the count is not pinned
     RETOKENIZE_MISMATCH = "retokenize_mismatch"  # a block's text does not re-tokenize to its ids
+    UNKNOWN_PROTOCOL = "unknown_protocol"  # the record's commitment protocol is not one we know
+    CONTENT_MISMATCH = "content_mismatch"  # a full opening's ids and text do not rebuild it
+    # The semantic checks (metering.semantic): genuine reasoning about this request?
+    IRRELEVANT = "irrelevant"  # a block is about neither the prompt nor the answer
+    DUPLICATE = "duplicate"  # two blocks of one request (near) repeat each other
+    SPLICED = "spliced"  # a block (near) repeats a block of another request
+    INCOHERENT = "incoherent"  # adjacent blocks do not continue each other
+    LENGTH_OUTLIER = "length_outlier"  # the billed count is far above what prompt+answer predict
+    EMBEDDING_MISMATCH = "embedding_mismatch"  # a full opening's text embeds elsewhere
 
 
 class Severity(StrEnum):
@@ -75,6 +86,16 @@ class Finding:
 
 
 @dataclass(frozen=True, slots=True)
+class VerifiedBlock:
+    """An opened block that checked out: its embedding (v2) and, if revealed, its text."""
+
+    start: int
+    count: int
+    embedding: bytes | None
+    text: str | None
+
+
+@dataclass(frozen=True, slots=True)
 class AuditReport:
     """The outcome of one challenge; ``ok`` when no finding is a failure."""
 
@@ -84,10 +105,19 @@ class AuditReport:
     verified: tuple[int, ...]  # the positions whose opening checked out
     findings: tuple[Finding, ...] = ()
     blocks_retokenized: int = 0
+    protocol: int = protocol.V1
+    block_size: int | None = None
+    blocks: tuple[VerifiedBlock, ...] = ()  # by start, each once
+    embedding_model: str | None = None
 
     @property
     def ok(self) -> bool:
         return not any(f.severity is Severity.FAIL for f in self.findings)
+
+    @property
+    def unverifiable(self) -> bool:
+        """The auditor cannot judge this answer at all (a protocol it does not know)."""
+        return any(f.reason is Reason.UNKNOWN_PROTOCOL for f in self.findings)
 
     def summary(self) -> str:
         state = "OK" if self.ok else "FAILED"
@@ -108,6 +138,8 @@ class AuditReport:
             "positions": list(self.positions),
             "verified": list(self.verified),
             "blocks_retokenized": self.blocks_retokenized,
+            "protocol": self.protocol,
+            "blocks_opened": len(self.blocks),
             "findings": [f.to_dict() for f in self.findings],
         }
 
@@ -145,15 +177,33 @@ def verify_audit(
         except (ValueError, TypeError) as exc:
             report.add(Reason.MALFORMED, f"answer: {exc}")
             return report.done()
-    _check_record(report, receipt, response.record, {k.key_id: k for k in public_keys})
-    _check_positions(report, positions, response.openings)
+    signed = _check_record(report, receipt, response.record, {k.key_id: k for k in public_keys})
+    if signed is not None and signed.protocol not in protocol.SUPPORTED:
+        report.add(Reason.UNKNOWN_PROTOCOL, f"commitment protocol {signed.protocol} is unknown")
+        return report.done()
+    _check_positions(report, positions, response.opened_positions())
     commitment = Commitment(root=receipt.root, leaves=receipt.leaves)
     blocks: dict[int, tuple[tuple[int, ...], str]] = {}
     wanted = set(positions)
-    for opened in response.openings:
-        if opened.opening.position in wanted:
-            wanted.discard(opened.opening.position)  # a repeated position is checked once
-            _check_opening(report, commitment, response.block_size, opened, blocks)
+    if signed is not None and signed.protocol == protocol.V2:
+        report.protocol, report.block_size = protocol.V2, signed.block_size
+        report.embedding_model = signed.embedding
+        if response.openings:
+            report.add(Reason.MALFORMED, "a version-2 record answered with version-1 openings")
+        for block in response.blocks:
+            if block.opening.position in wanted:
+                wanted.discard(block.opening.position)
+                _check_block(report, commitment, signed, block, blocks)
+    else:
+        if response.blocks:
+            report.add(Reason.MALFORMED, "a version-1 record answered with version-2 blocks")
+        for opened in response.openings:
+            if opened.opening.position in wanted:
+                wanted.discard(opened.opening.position)  # a repeated position is checked once
+                _check_opening(report, commitment, response.block_size, opened, blocks)
+                if opened.opening.position in report.verified:
+                    o = opened.opening
+                    report.keep(o.block_start, len(o.block_token_ids), None, o.block_text)
     if receipt.leaves == 0 and receipt.root != _EMPTY_ROOT_HEX:
         report.add(Reason.COUNT_UNPROVEN, "no hidden tokens, yet the root is not the empty root")
     elif receipt.leaves and receipt.leaves - 1 not in report.verified:
@@ -179,7 +229,17 @@ def verify_audit(
 
 
 class _Findings:
-    __slots__ = ("findings", "positions", "receipt", "retokenized", "verified")
+    __slots__ = (
+        "block_size",
+        "blocks",
+        "embedding_model",
+        "findings",
+        "positions",
+        "protocol",
+        "receipt",
+        "retokenized",
+        "verified",
+    )
 
     def __init__(self, receipt: Receipt, positions: tuple[int, ...]) -> None:
         self.receipt = receipt
@@ -187,6 +247,13 @@ class _Findings:
         self.findings: list[Finding] = []
         self.verified: set[int] = set()
         self.retokenized = 0
+        self.protocol = protocol.V1
+        self.block_size: int | None = None
+        self.embedding_model: str | None = None
+        self.blocks: dict[int, VerifiedBlock] = {}
+
+    def keep(self, start: int, count: int, embedding: bytes | None, text: str | None) -> None:
+        self.blocks.setdefault(start, VerifiedBlock(start, count, embedding, text))
 
     def add(
         self,
@@ -205,12 +272,16 @@ class _Findings:
             verified=tuple(sorted(self.verified)),
             findings=tuple(self.findings),
             blocks_retokenized=self.retokenized,
+            protocol=self.protocol,
+            block_size=self.block_size,
+            blocks=tuple(self.blocks[s] for s in sorted(self.blocks)),
+            embedding_model=self.embedding_model,
         )
 
 
 def _check_record(
     report: _Findings, receipt: Receipt, record: dict[str, Any], keys: Mapping[str, PublicKey]
-) -> None:
+) -> Commitment | None:
     key = keys.get(str(record.get("key_id")))
     if key is None:
         report.add(Reason.UNKNOWN_KEY, f"record key_id {record.get('key_id')!r} is not published")
@@ -229,7 +300,7 @@ def _check_record(
         }
     except (KeyError, TypeError, ValueError) as exc:
         report.add(Reason.MALFORMED, f"record: missing or bad field {exc}")
-        return
+        return None
     differ = [name for name, value in seen.items() if value != getattr(receipt, name)]
     if differ:
         shown = ", ".join(f"{n} {seen[n]!r} != {getattr(receipt, n)!r}" for n in differ)
@@ -241,12 +312,15 @@ def _check_record(
             Reason.COUNT_MISMATCH,
             f"usage bills {billed} reasoning tokens, the receipt commits {receipt.leaves} leaves",
         )
+    if commitment.protocol == protocol.V2 and (
+        not commitment.block_size or commitment.block_size < 1 or not commitment.embedding
+    ):
+        report.add(Reason.MALFORMED, "a version-2 commitment needs block_size and embedding")
+        return None
+    return commitment
 
 
-def _check_positions(
-    report: _Findings, positions: tuple[int, ...], openings: Sequence[OpenedLeaf]
-) -> None:
-    opened = [o.opening.position for o in openings]
+def _check_positions(report: _Findings, positions: tuple[int, ...], opened: list[int]) -> None:
     if sorted(opened) == list(positions):
         return
     missing = sorted(set(positions) - set(opened))
@@ -322,6 +396,55 @@ def _check_opening(
         report.add(Reason.BAD_PROOF, f"at tree size {commitment.leaves}: {exc}", position)
         return
     report.verified.add(position)
+
+
+def _check_block(
+    report: _Findings,
+    commitment: Commitment,
+    signed: Commitment,
+    opened: OpenedBlock,
+    blocks: dict[int, tuple[tuple[int, ...], str]],
+) -> None:
+    """Version 2: layout, the rebuilt leaf, the proof; a full opening's content too."""
+    o = opened.opening
+    position, size = o.position, signed.block_size or 1
+    start = position - position % size
+    count = min(size, commitment.leaves - start)
+    if (o.block_start, o.count) != (start, count):
+        report.add(
+            Reason.BLOCK_LAYOUT,
+            f"block ({o.block_start}, {o.count} tokens); block size {size} and "
+            f"{commitment.leaves} leaves give ({start}, {count})",
+            position,
+        )
+        return
+    known = report.blocks.get(start)
+    if known is not None and known.embedding != o.embedding:
+        report.add(Reason.BLOCK_LAYOUT, f"two openings disagree on block {start}", position)
+        return
+    leaf = o.leaf(signed.embedding or "")
+    if leaf != opened.leaf:
+        report.add(
+            Reason.BLOCK_MISMATCH,
+            f"the block's embedding and content do not rebuild the committed leaf "
+            f"{opened.leaf.hex()[:16]}…",
+            position,
+        )
+        return
+    if o.full and not o.content_matches():
+        report.add(
+            Reason.CONTENT_MISMATCH, "the opened ids and text do not rebuild the content", position
+        )
+        return
+    try:
+        verify_inclusion(leaf, position, commitment.leaves, o.proof, bytes.fromhex(commitment.root))
+    except ProofError as exc:
+        report.add(Reason.BAD_PROOF, f"at tree size {commitment.leaves}: {exc}", position)
+        return
+    report.verified.add(position)
+    report.keep(start, count, o.embedding, o.text)
+    if o.full and o.token_ids is not None and o.text is not None:
+        blocks.setdefault(start, (o.token_ids, o.text))
 
 
 # -- small parsing helpers ----------------------------------------------------------------------

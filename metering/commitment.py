@@ -36,31 +36,39 @@ from __future__ import annotations
 import hashlib
 import secrets
 import struct
-import sys
 from array import array
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from fairgate.metering import protocol
 from fairgate.metering.errors import CommitmentError
 from fairgate.metering.merkle import ALG, EMPTY_ROOT, MerkleTree, hash_leaf, verify_inclusion
+from fairgate.metering.protocol import block_salt
 
 SALT_SIZE = 32
 DEFAULT_BLOCK_SIZE = 16
-_BLOCK_DOMAIN = b"fairgate/hidden-block/v1\x00"
-_SALT_DOMAIN = b"fairgate/block-salt/v1\x00"
-_U64_U32 = struct.Struct(">QI")  # (block start, token count) or (position, token id)
 _LEAF = struct.Struct(">33sQI32s")  # 0x00 || salt, position, token id, fingerprint
+_LEAF_V2 = struct.Struct(">33sQ32s")  # 0x00 || salt, position, block digest
 _sha256 = hashlib.sha256
+# Texts -> their quantized embeddings (protocol.quantize), in order; see metering.embedding.
+EmbedBlocks = Callable[[Sequence[str]], Sequence[bytes]]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Commitment:
-    """What a ledger record and a receipt carry about the hidden tokens."""
+    """What a ledger record and a receipt carry about the hidden tokens.
+
+    Version 2 (:mod:`metering.protocol`) adds the block size and the embedding model to the
+    record; a version-1 record's dict is exactly what it was.
+    """
 
     root: str
     leaves: int
     alg: str = ALG
+    protocol: int = protocol.V1
+    block_size: int | None = None
+    embedding: str | None = None
 
     @classmethod
     def empty(cls) -> Commitment:
@@ -68,34 +76,34 @@ class Commitment:
         return cls(root=EMPTY_ROOT.hex(), leaves=0)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"alg": self.alg, "root": self.root, "leaves": self.leaves}
+        data: dict[str, Any] = {"alg": self.alg, "root": self.root, "leaves": self.leaves}
+        if self.protocol != protocol.V1:
+            data.update(protocol=self.protocol, block_size=self.block_size)
+            data["embedding"] = self.embedding
+        return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Commitment:
-        return cls(root=str(data["root"]), leaves=int(data["leaves"]), alg=str(data["alg"]))
-
-
-def _ids_bytes(token_ids: Sequence[int]) -> bytes:
-    packed = array("I", token_ids)
-    if sys.byteorder == "little":
-        packed.byteswap()
-    return packed.tobytes()
+        block_size = data.get("block_size")
+        embedding = data.get("embedding")
+        return cls(
+            root=str(data["root"]),
+            leaves=int(data["leaves"]),
+            alg=str(data["alg"]),
+            protocol=int(data.get("protocol", protocol.V1)),
+            block_size=None if block_size is None else int(block_size),
+            embedding=None if embedding is None else str(embedding),
+        )
 
 
 def block_fingerprint(start: int, token_ids: Sequence[int], text: str) -> bytes:
-    """SHA-256 of domain tag || u64 start || u32 count || u32 token ids || UTF-8 text."""
-    header = _U64_U32.pack(start, len(token_ids))
-    return _sha256(_BLOCK_DOMAIN + header + _ids_bytes(token_ids) + text.encode()).digest()
+    """Version 1: SHA-256 of domain tag || u64 start || u32 count || u32 ids || UTF-8 text."""
+    return protocol.v1_fingerprint(start, token_ids, text)
 
 
 def leaf_data(salt: bytes, position: int, token_id: int, fingerprint: bytes) -> bytes:
-    """The RFC 6962 leaf input ``d`` of one hidden token (its leaf hash is SHA-256(0x00||d))."""
-    return salt + _U64_U32.pack(position, token_id) + fingerprint
-
-
-def block_salt(secret: bytes, block: int) -> bytes:
-    """The salt of one block's leaves, derived from the request's secret."""
-    return _sha256(_SALT_DOMAIN + secret + block.to_bytes(8, "big")).digest()
+    """Version 1's RFC 6962 leaf input ``d`` of one hidden token (leaf = SHA-256(0x00||d))."""
+    return protocol.v1_leaf_data(salt, position, token_id, fingerprint)
 
 
 def _leaf_hashes(
@@ -114,6 +122,101 @@ def _leaf_hashes(
             for position, token_id in enumerate(ids, start)
         )
     return leaves
+
+
+def _leaf_hashes_v2(
+    secret: bytes,
+    block_size: int,
+    token_ids: Sequence[int],
+    block_texts: Sequence[str],
+    model: str,
+    embeddings: Sequence[bytes],
+) -> list[bytes]:
+    pack, sha = _LEAF_V2.pack, _sha256
+    leaves: list[bytes] = []
+    for block, (text, embedding) in enumerate(zip(block_texts, embeddings, strict=True)):
+        start = block * block_size
+        ids = token_ids[start : start + block_size]
+        content = protocol.content_commitment(protocol.text_key(secret, block), start, ids, text)
+        digest = protocol.block_digest(start, len(ids), content, model, embedding)
+        prefix = b"\x00" + block_salt(secret, block)
+        leaves.extend(sha(pack(prefix, p, digest)).digest() for p in range(start, start + len(ids)))
+    return leaves
+
+
+@dataclass(frozen=True, slots=True)
+class BlockOpening:
+    """Version 2: one hidden position opened by its block's embedding (and, if full, its text).
+
+    Embeddings-only by default: ``text_key``, ``token_ids`` and ``text`` are ``None`` and nothing
+    in it reveals the block's tokens (see :mod:`metering.protocol`).
+    """
+
+    position: int
+    block_start: int
+    count: int
+    salt: bytes
+    content: bytes
+    embedding: bytes
+    proof: tuple[bytes, ...]
+    text_key: bytes | None = None
+    token_ids: tuple[int, ...] | None = None
+    text: str | None = None
+
+    @property
+    def full(self) -> bool:
+        return self.text_key is not None
+
+    def leaf(self, model: str) -> bytes:
+        digest = protocol.block_digest(
+            self.block_start, self.count, self.content, model, self.embedding
+        )
+        return hash_leaf(protocol.v2_leaf_data(self.salt, self.position, digest))
+
+    def content_matches(self) -> bool:
+        """A full opening's ids and text rebuild ``content``; ``False`` for embeddings-only."""
+        if self.text_key is None or self.token_ids is None or self.text is None:
+            return False
+        if len(self.token_ids) != self.count:
+            return False
+        rebuilt = protocol.content_commitment(
+            self.text_key, self.block_start, self.token_ids, self.text
+        )
+        return rebuilt == self.content
+
+    def to_dict(self) -> dict[str, Any]:
+        data: dict[str, Any] = {
+            "position": self.position,
+            "block_start": self.block_start,
+            "count": self.count,
+            "salt": self.salt.hex(),
+            "content": self.content.hex(),
+            "embedding": self.embedding.hex(),
+            "proof": [element.hex() for element in self.proof],
+        }
+        if self.text_key is not None:
+            data["text_key"] = self.text_key.hex()
+            data["token_ids"] = list(self.token_ids or ())
+            data["text"] = self.text
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> BlockOpening:
+        key = data.get("text_key")
+        ids = data.get("token_ids")
+        text = data.get("text")
+        return cls(
+            position=int(data["position"]),
+            block_start=int(data["block_start"]),
+            count=int(data["count"]),
+            salt=bytes.fromhex(str(data["salt"])),
+            content=bytes.fromhex(str(data["content"])),
+            embedding=bytes.fromhex(str(data["embedding"])),
+            proof=tuple(bytes.fromhex(str(element)) for element in data["proof"]),
+            text_key=None if key is None else bytes.fromhex(str(key)),
+            token_ids=None if ids is None else tuple(int(t) for t in ids),
+            text=None if text is None else str(text),
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -180,6 +283,8 @@ class Opening:
     block_size: int
     token_ids: tuple[int, ...]
     block_texts: tuple[str, ...]
+    embedding_model: str | None = None  # set with embeddings: version 2
+    embeddings: tuple[bytes, ...] | None = None
 
     def __post_init__(self) -> None:
         if len(self.salt) != SALT_SIZE:
@@ -189,6 +294,14 @@ class Opening:
         blocks = -(-len(self.token_ids) // self.block_size)
         if len(self.block_texts) != blocks:
             raise ValueError(f"{len(self.token_ids)} tokens need {blocks} block texts")
+        if (self.embeddings is None) != (self.embedding_model is None):
+            raise ValueError("embeddings and embedding_model come together")
+        if self.embeddings is not None and len(self.embeddings) != blocks:
+            raise ValueError(f"{blocks} blocks need {blocks} embeddings")
+
+    @property
+    def protocol(self) -> int:
+        return protocol.V1 if self.embeddings is None else protocol.V2
 
     @property
     def leaves(self) -> int:
@@ -199,13 +312,69 @@ class Opening:
         return "".join(self.block_texts)
 
     def leaf_hashes(self) -> list[bytes]:
-        return _leaf_hashes(self.salt, self.block_size, self.token_ids, self.block_texts)
+        if self.embeddings is None or self.embedding_model is None:
+            return _leaf_hashes(self.salt, self.block_size, self.token_ids, self.block_texts)
+        return _leaf_hashes_v2(
+            self.salt,
+            self.block_size,
+            self.token_ids,
+            self.block_texts,
+            self.embedding_model,
+            self.embeddings,
+        )
 
     def tree(self) -> MerkleTree:
         return MerkleTree(self.leaf_hashes())
 
     def commitment(self) -> Commitment:
-        return Commitment(root=self.tree().root.hex(), leaves=self.leaves)
+        root = self.tree().root.hex()
+        if self.embeddings is None:
+            return Commitment(root=root, leaves=self.leaves)
+        return Commitment(
+            root=root,
+            leaves=self.leaves,
+            protocol=protocol.V2,
+            block_size=self.block_size,
+            embedding=self.embedding_model,
+        )
+
+    def open_block(
+        self, position: int, tree: MerkleTree | None = None, *, full: bool = False
+    ) -> BlockOpening:
+        """Version 2: open one position by its block's embedding; ``full`` adds ids and text."""
+        if self.embeddings is None:
+            raise ValueError("a version-1 opening has no embeddings; use open_leaf")
+        if not 0 <= position < self.leaves:
+            raise ValueError(f"position {position} out of range for {self.leaves} leaves")
+        tree = tree or self.tree()
+        block = position // self.block_size
+        start = block * self.block_size
+        ids = self.token_ids[start : start + self.block_size]
+        key = protocol.text_key(self.salt, block)
+        return BlockOpening(
+            position=position,
+            block_start=start,
+            count=len(ids),
+            salt=block_salt(self.salt, block),
+            content=protocol.content_commitment(key, start, ids, self.block_texts[block]),
+            embedding=self.embeddings[block],
+            proof=tuple(tree.proof(position)),
+            text_key=key if full else None,
+            token_ids=ids if full else None,
+            text=self.block_texts[block] if full else None,
+        )
+
+    def with_embeddings(self, model: str, embed: EmbedBlocks) -> Opening:
+        """This opening as version 2: each block's text embedded by ``embed`` under ``model``."""
+        embeddings = tuple(bytes(e) for e in embed(self.block_texts)) if self.block_texts else ()
+        return Opening(
+            salt=self.salt,
+            block_size=self.block_size,
+            token_ids=self.token_ids,
+            block_texts=self.block_texts,
+            embedding_model=model,
+            embeddings=embeddings,
+        )
 
     def open_leaf(self, position: int, tree: MerkleTree | None = None) -> LeafOpening:
         """Open one leaf; pass the ``tree`` when opening several leaves of one request."""
@@ -225,21 +394,29 @@ class Opening:
         )
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "v": 1,
+        data: dict[str, Any] = {
+            "v": self.protocol,
             "salt": self.salt.hex(),
             "block_size": self.block_size,
             "token_ids": list(self.token_ids),
             "block_texts": list(self.block_texts),
         }
+        if self.embeddings is not None:
+            data["embedding_model"] = self.embedding_model
+            data["embeddings"] = [e.hex() for e in self.embeddings]
+        return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Opening:
+        embeddings = data.get("embeddings")
+        model = data.get("embedding_model")
         return cls(
             salt=bytes.fromhex(data["salt"]),
             block_size=int(data["block_size"]),
             token_ids=tuple(int(t) for t in data["token_ids"]),
             block_texts=tuple(str(t) for t in data["block_texts"]),
+            embedding_model=None if model is None else str(model),
+            embeddings=None if embeddings is None else tuple(bytes.fromhex(e) for e in embeddings),
         )
 
 
@@ -255,7 +432,7 @@ class HiddenCommitter:
     ('Let me think', '')
     """
 
-    __slots__ = ("_cached", "_ids", "_texts", "block_size", "salt")
+    __slots__ = ("_cached", "_embedded", "_ids", "_texts", "block_size", "salt")
 
     def __init__(self, block_size: int = DEFAULT_BLOCK_SIZE, salt: bytes | None = None) -> None:
         if block_size < 1:
@@ -269,6 +446,7 @@ class HiddenCommitter:
         self._ids = array("I")  # C array: compact, and rejects ids outside 0..2**32-1
         self._texts: list[list[str]] = []  # per block, the texts of the chunks it owns
         self._cached: tuple[Opening, Commitment | None] | None = None  # until the next add
+        self._embedded: Opening | None = None  # version 2, once fingerprint() ran
 
     @property
     def leaves(self) -> int:
@@ -277,6 +455,7 @@ class HiddenCommitter:
     def add(self, token_ids: Sequence[int], text: str) -> None:
         """Append hidden tokens in stream order; ``text`` is the decoded text of these tokens."""
         self._cached = None
+        self._embedded = None
         first = len(self._ids)
         if token_ids:
             try:
@@ -293,10 +472,15 @@ class HiddenCommitter:
                 texts.append([])
             texts[block].append(text)
 
+    def fingerprint(self, model: str, embed: EmbedBlocks) -> None:
+        """Commit version 2 from now on: embed every block's text (CPU-heavy: off the loop)."""
+        self._embedded = self._build_opening().with_embeddings(model, embed)
+        self._cached = None
+
     def opening(self) -> Opening:
         """What an auditor needs later; store it, never send it to the client."""
         if self._cached is None:
-            self._cached = (self._build_opening(), None)
+            self._cached = (self._embedded or self._build_opening(), None)
         return self._cached[0]
 
     def _build_opening(self) -> Opening:
