@@ -23,8 +23,6 @@ A record (schema version ``v`` = 1), shown with its canonical key order::
 
 from __future__ import annotations
 
-import base64
-import binascii
 import hashlib
 import math
 import re
@@ -32,6 +30,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
+from fairgate.metering.base64url import b64url, b64url_decode
 from fairgate.metering.canonical import canonical_json
 from fairgate.metering.commitment import Commitment, Opening
 from fairgate.metering.pricing import Cost, check_usage
@@ -122,18 +121,6 @@ class LedgerEntry:
             raise ValueError(
                 f"opening has {self.opening.leaves} tokens, commitment {self.commitment.leaves}"
             )
-
-
-def b64url(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
-
-
-def b64url_decode(text: str) -> bytes:
-    """Strict: raises ``ValueError`` on characters outside the base64url alphabet."""
-    try:
-        return base64.b64decode(text + "=" * (-len(text) % 4), altchars=b"-_", validate=True)
-    except binascii.Error as exc:
-        raise ValueError(f"not base64url: {exc}") from exc
 
 
 def unsigned_record(

@@ -21,7 +21,6 @@ old one: a retired private key cannot sign again.
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import json
 import logging
@@ -35,6 +34,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
+from fairgate.metering.base64url import b64url, b64url_decode
 from fairgate.metering.errors import SigningKeyError
 
 KEY_ENV = "FAIRGATE_SIGNING_KEY"
@@ -43,14 +43,6 @@ _ACTIVE_FILE = "signing.pem"
 _PUBLIC_DIR = "public"
 _PEM_BLOCK = re.compile(r"-----BEGIN ([A-Z ]+)-----.*?-----END \1-----", re.DOTALL)
 _log = logging.getLogger(__name__)
-
-
-def _b64url(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
-
-
-def _b64url_decode(text: str) -> bytes:
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
 
 
 def key_id_for(raw_public_key: bytes) -> str:
@@ -90,7 +82,7 @@ class PublicKey:
     def from_jwk(cls, jwk: Mapping[str, Any]) -> PublicKey:
         if jwk.get("kty") != "OKP" or jwk.get("crv") != "Ed25519" or "x" not in jwk:
             raise SigningKeyError("JWK is not an OKP Ed25519 public key (RFC 8037)")
-        return cls.from_raw(_b64url_decode(str(jwk["x"])))
+        return cls.from_raw(b64url_decode(str(jwk["x"])))
 
     def verify(self, signature: bytes, data: bytes) -> bool:
         try:
@@ -109,7 +101,7 @@ class PublicKey:
         return {
             "kty": "OKP",
             "crv": "Ed25519",
-            "x": _b64url(self.raw),
+            "x": b64url(self.raw),
             "kid": self.key_id,
             "use": "sig",
             "alg": "EdDSA",

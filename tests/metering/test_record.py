@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from fairgate.metering.base64url import b64url_decode
 from fairgate.metering.canonical import canonical_json
 from fairgate.metering.commitment import Commitment
 from fairgate.metering.record import (
@@ -15,7 +16,6 @@ from fairgate.metering.record import (
     LedgerEntry,
     Receipt,
     Status,
-    b64url_decode,
     record_hash,
     sign_record,
     signing_payload,

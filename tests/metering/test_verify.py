@@ -129,7 +129,7 @@ def test_key_id_claiming_the_right_key_but_signed_by_another(
     body = {k: v for k, v in record.items() if k != "signature"}
     body["tenant"] = "evil"
     payload = canonical_json(body)
-    from fairgate.metering.record import b64url
+    from fairgate.metering.base64url import b64url
 
     lines[0] = canonical_json({**body, "signature": b64url(attacker.sign(payload))}).decode()
     lines[0] += "\n"
