@@ -51,6 +51,10 @@ class SimConfig(_Strict):
     seconds_per_token: float = Field(default=0.0, ge=0)
     seconds_per_prompt_token: float = Field(default=0.0, ge=0)
     cache_tokens: int = Field(default=100_000, ge=0)
+    # Capacity (replicas.engine_model): batch slots, step growth per sequence, prefill chunk.
+    max_num_seqs: int = Field(default=256, ge=1)
+    seconds_per_seq: float = Field(default=0.0, ge=0)
+    prefill_chunk: int = Field(default=512, ge=1)
 
 
 class Resources(_Strict):

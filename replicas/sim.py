@@ -3,20 +3,24 @@
 It needs no model and no tokenizer. Its answer is a function of the prompt's token ids:
 a reasoning part (attributed by the engine on chat; in-band ``<think>`` markers on
 completions, the way a raw prompt makes a real reasoning model think), then content. It keeps
-a block-hashed prefix cache like vLLM's, so repeated prompts report cached tokens. Never the
+a block-hashed prefix cache like vLLM's, so repeated prompts report cached tokens, and it has
+vLLM's capacity: batch slots, its own FIFO past them, step times that grow with the batch and
+with prefill (``replicas.engine_model``, the engine the benchmarks simulate too). Never the
 default provider.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
-from collections import OrderedDict
+import itertools
 from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
 from fairgate.replicas.base import EngineLoad
+from fairgate.replicas.engine_model import BLOCK, EngineModel, EngineParams, PrefixCache
 from fairgate.replicas.errors import ReplicaFailed, ReplicaUnavailable
 from fairgate.replicas.stream import (
     EngineDelta,
@@ -26,6 +30,15 @@ from fairgate.replicas.stream import (
     EngineUsage,
     Part,
 )
+
+__all__ = [
+    "BLOCK",
+    "CONTENT_WORDS",
+    "REASONING_WORDS",
+    "PrefixCache",
+    "SimReplica",
+    "SimSettings",
+]
 
 # Content and reasoning draw on different words, so a test can tell any leaked reasoning.
 CONTENT_WORDS = (
@@ -47,17 +60,35 @@ CONTENT_WORDS = (
     "papa",
 )
 REASONING_WORDS = ("ponder", "mull", "reckon", "deduce", "surmise", "weigh", "muse", "infer")
-BLOCK = 16
 START_ID, END_ID = 900_001, 900_002
 
 
 @dataclass(slots=True)
 class SimSettings:
+    """The answer's shape and the engine's capacity. ``seconds_per_token`` is the step time,
+    ``seconds_per_seq`` its growth per running sequence, ``seconds_per_prompt_token`` the
+    prefill cost of one uncached token (at most ``prefill_chunk`` per step); all 0 by default,
+    so fast tests need no sleeps. ``max_num_seqs`` defaults to vLLM's 256: an engine that is
+    full only when a test or benchmark asks for it (``replicas.engine_model``)."""
+
     reasoning_tokens: int = 8
     content_tokens: int = 12
     seconds_per_token: float = 0.0
     seconds_per_prompt_token: float = 0.0
     cache_tokens: int = 100_000
+    max_num_seqs: int = 256
+    seconds_per_seq: float = 0.0
+    prefill_chunk: int = 512
+
+    def params(self) -> EngineParams:
+        return EngineParams(
+            max_num_seqs=self.max_num_seqs,
+            step_s=self.seconds_per_token,
+            step_s_per_seq=self.seconds_per_seq,
+            prefill_s_per_token=self.seconds_per_prompt_token,
+            prefill_chunk=self.prefill_chunk,
+            cache_tokens=self.cache_tokens,
+        )
 
 
 def _word(seed: bytes, position: int, words: tuple[str, ...]) -> tuple[str, int]:
@@ -66,40 +97,27 @@ def _word(seed: bytes, position: int, words: tuple[str, ...]) -> tuple[str, int]
     return " " + words[index % len(words)], 1000 + index % 50_000
 
 
-class PrefixCache:
-    """Full blocks of prompt tokens, chained by hash and LRU-evicted, as vLLM caches them."""
-
-    def __init__(self, capacity_tokens: int) -> None:
-        self._blocks: OrderedDict[bytes, None] = OrderedDict()
-        self._capacity = capacity_tokens // BLOCK
-
-    def lookup_and_insert(self, tokens: tuple[int, ...]) -> int:
-        cached, matching, parent = 0, True, b""
-        for start in range(0, len(tokens) - len(tokens) % BLOCK, BLOCK):
-            block = tokens[start : start + BLOCK]
-            parent = hashlib.blake2b(parent + repr(block).encode(), digest_size=16).digest()
-            if matching and parent in self._blocks:
-                cached += BLOCK
-                self._blocks.move_to_end(parent)
-            else:
-                matching = False
-                self._blocks[parent] = None
-        while len(self._blocks) > self._capacity:
-            self._blocks.popitem(last=False)
-        return cached
-
-
 class SimReplica:
+    """One simulated vLLM replica: an ``EngineModel`` stepped on the event loop."""
+
     def __init__(self, replica_id: str, model: str, settings: SimSettings | None = None) -> None:
         self.replica_id = replica_id
         self.model = model
         self.url: str | None = None
         self.settings = settings or SimSettings()
-        self.cache = PrefixCache(self.settings.cache_tokens)
+        self.engine = EngineModel(self.settings.params())
         self.alive = True
-        self.running = 0
         self.served = 0
         self._fail_after: int | None = None
+        self._outputs: dict[str, asyncio.Queue[int | None]] = {}
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._keys = itertools.count()
+
+    @property
+    def running(self) -> int:
+        """Generations in progress (queued in the engine or running)."""
+        return len(self._outputs)
 
     def kill(self, *, after_tokens: int | None = None) -> None:
         """Test hook: die now, or after streaming ``after_tokens`` more tokens in each stream."""
@@ -115,42 +133,72 @@ class SimReplica:
     async def stream(self, request: EngineRequest) -> AsyncGenerator[EngineEvent, None]:
         if not self.alive:
             raise ReplicaUnavailable(f"{self.replica_id} is down", replica_id=self.replica_id)
-        self.running += 1
+        key = f"{self.replica_id}-{next(self._keys)}"
         try:
-            async for event in self._generate(request):
+            async for event in self._generate(key, request):
                 yield event
         finally:
-            self.running -= 1
+            self.engine.cancel(key)
+            self._outputs.pop(key, None)
             self.served += 1
 
-    async def _generate(self, request: EngineRequest) -> AsyncIterator[EngineEvent]:
+    async def _generate(self, key: str, request: EngineRequest) -> AsyncIterator[EngineEvent]:
         prompt = request.prompt_token_ids
         yield EnginePrompt(prompt)
-        cached = self.cache.lookup_and_insert(prompt)
-        prefill = (len(prompt) - cached) * self.settings.seconds_per_prompt_token
-        if prefill:
-            await asyncio.sleep(prefill)
+        steps = self._steps(request, prompt)
         budget = _max_tokens(request.body)
-        sent = reasoning = 0
-        finish = "stop"
-        for text, token_id, part, hidden in self._steps(request, prompt):
-            if budget is not None and sent >= budget:
-                finish = "length"
-                break
-            if not self.alive or (self._fail_after is not None and sent >= self._fail_after):
-                raise ReplicaFailed(
-                    f"{self.replica_id} died mid-stream", replica_id=self.replica_id
-                )
-            if self.settings.seconds_per_token:
-                await asyncio.sleep(self.settings.seconds_per_token)
-            else:
-                await asyncio.sleep(0)
-            sent += 1
-            reasoning += hidden
-            logprobs = _logprobs(text, token_id, request.body)
-            yield EngineDelta(text, part, (token_id,), logprobs)
+        count = len(steps) if budget is None else min(budget, len(steps))
+        cached = sent = reasoning = 0
+        if count:
+            out: asyncio.Queue[int | None] = asyncio.Queue()
+            self._outputs[key] = out
+            self.engine.submit(key, prompt, count)
+            self._ensure_loop()
+            while (item := await out.get()) is not None:
+                cached = max(cached, item)
+                if not self.alive or (self._fail_after is not None and sent >= self._fail_after):
+                    raise ReplicaFailed(
+                        f"{self.replica_id} died mid-stream", replica_id=self.replica_id
+                    )
+                text, token_id, part, hidden = steps[sent]
+                sent += 1
+                reasoning += hidden
+                yield EngineDelta(text, part, (token_id,), _logprobs(text, token_id, request.body))
+        finish = "length" if sent < len(steps) else "stop"
         yield EngineDelta("", Part.CONTENT, (), [], finish)
         yield EngineUsage(len(prompt), sent, cached, reasoning)
+
+    def _ensure_loop(self) -> None:
+        self._wake.set()
+        if self._task is None or self._task.done():
+            self._task = asyncio.get_running_loop().create_task(self._loop(), name=self.replica_id)
+
+    async def _loop(self) -> None:
+        """Step the engine; each step's tokens are delivered when its time has passed."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time()
+        while True:
+            if not self.engine.has_work():
+                self._wake.clear()
+                await self._wake.wait()
+                deadline = loop.time()
+                continue
+            step = self.engine.step()
+            deadline += step.duration
+            await asyncio.sleep(max(0.0, deadline - loop.time()))
+            # A late wake-up shortens the next step instead of bursting to catch up.
+            deadline = max(deadline, loop.time() - self.settings.seconds_per_token)
+            for key, cached in step.first_tokens:
+                self._deliver(key, cached)
+            for key in step.tokens:
+                self._deliver(key, 0)
+            for key in step.finished:
+                self._deliver(key, None)
+
+    def _deliver(self, key: str, item: int | None) -> None:
+        out = self._outputs.get(key)
+        if out is not None:
+            out.put_nowait(item)
 
     def _steps(
         self, request: EngineRequest, prompt: tuple[int, ...]
@@ -180,10 +228,15 @@ class SimReplica:
         return self.alive
 
     async def load(self) -> EngineLoad | None:
-        return EngineLoad(self.running, 0)
+        return EngineLoad(self.engine.num_running, self.engine.num_waiting)
 
     async def aclose(self) -> None:
         self.alive = False
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, RuntimeError):
+                await self._task
+            self._task = None
 
 
 def _max_tokens(body: dict[str, Any]) -> int | None:
