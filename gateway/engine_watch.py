@@ -1,9 +1,10 @@
 """The engines' own load, read in the background and fed to admission control.
 
 Every ``interval`` seconds, each replica with a ``url`` (the ``openai`` and ``vllm``
-providers; ``sim`` replicas report their load directly) has its ``/metrics`` read. The
-running and waiting counts go straight to ``on_load`` (the dispatcher's adaptive in-flight
-limit); the last reading of each replica stays in ``readings`` for telemetry to export.
+providers) has its engine's ``/metrics`` read; a replica without one (``sim``) is asked for
+its ``load()``. The running and waiting counts go straight to ``on_load`` (the dispatcher's
+adaptive in-flight limit); the last reading of each engine stays in ``readings`` for telemetry
+to export.
 
 It reads in the background, never during a scrape: vLLM's ``/metrics`` can answer seconds late
 under load (tests/support/VLLM_NOTES.md), and neither a scrape nor admission may wait on it.
@@ -16,6 +17,7 @@ import contextlib
 import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import Any
 
 import httpx
 
@@ -24,8 +26,8 @@ from fairgate.replicas.engine_metrics import EngineMetrics, scrape_engine_metric
 log = logging.getLogger("fairgate.engines")
 ENGINE_INTERVAL_S = 5.0
 
-# (model, replica id, engine url) of every replica that has an engine to read
-Targets = Callable[[], Iterable[tuple[str, str, str]]]
+# (model, replica id, replica) of every replica held
+Targets = Callable[[], Iterable[tuple[str, str, Any]]]
 LoadSink = Callable[[str, int, int], None]  # replica id, running, waiting
 
 
@@ -77,17 +79,22 @@ class EngineWatch:
         targets = list(self.targets())
         if self._client is None:
             self._client = httpx.AsyncClient(timeout=httpx.Timeout(5.0))
-        client = self._client
-        found = await asyncio.gather(*(scrape_engine_metrics(client, url) for _, _, url in targets))
-        for (model, replica_id, _), reading in zip(targets, found, strict=True):
-            self.readings[replica_id] = EngineReading(model, reading)
-            self._feed(replica_id, reading)
+        await asyncio.gather(*(self._read(model, rid, replica) for model, rid, replica in targets))
         live = {replica_id for _, replica_id, _ in targets}
         for replica_id in [r for r in self.readings if r not in live]:
             del self.readings[replica_id]
 
-    def _feed(self, replica_id: str, reading: EngineMetrics | None) -> None:
-        running = reading.get("fairgate_engine_requests_running") if reading else None
-        waiting = reading.get("fairgate_engine_requests_waiting") if reading else None
-        if running is not None and waiting is not None:
-            self.on_load(replica_id, int(running), int(waiting))
+    async def _read(self, model: str, replica_id: str, replica: Any) -> None:
+        url = getattr(replica, "url", None)
+        if url and self._client is not None:
+            reading = await scrape_engine_metrics(self._client, url)
+            self.readings[replica_id] = EngineReading(model, reading)
+            running = reading.get("fairgate_engine_requests_running") if reading else None
+            waiting = reading.get("fairgate_engine_requests_waiting") if reading else None
+            if running is not None and waiting is not None:
+                self.on_load(replica_id, int(running), int(waiting))
+            return
+        load = getattr(replica, "load", None)
+        reported = await load() if callable(load) else None
+        if reported is not None:
+            self.on_load(replica_id, reported.running, reported.waiting)

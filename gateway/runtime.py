@@ -133,7 +133,7 @@ class Runtime:
         self._sighup = False
         self._reloads: set[asyncio.Task[None]] = set()
         self.metrics.restrict(tenants=self.tenants, models={m.name for m in config.models})
-        self.engine_watch = EngineWatch(self.engine_targets, self.dispatcher.engine_load)
+        self.engine_watch = EngineWatch(self.replica_list, self.dispatcher.engine_load)
         self.telemetry = Telemetry(
             self.metrics,
             self.registry,
@@ -207,9 +207,6 @@ class Runtime:
             for model in list(self.models.values())
             for replica_id, replica in list(model.replicas.items())
         ]
-
-    def engine_targets(self) -> list[tuple[str, str, str]]:
-        return [(m, rid, r.url) for m, rid, r in self.replica_list() if r.url]
 
     def add_model(self, model: ModelRuntime) -> None:
         self.models[model.name] = model

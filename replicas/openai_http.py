@@ -7,13 +7,13 @@ token whether or not its own client streams.
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Any
 
 import httpx
 
 from fairgate.replicas.base import EngineLoad
+from fairgate.replicas.engine_metrics import scrape_engine_metrics
 from fairgate.replicas.errors import ReplicaFailed, ReplicaRejected, ReplicaUnavailable
 from fairgate.replicas.sse import sse_payloads
 from fairgate.replicas.stream import (
@@ -26,7 +26,6 @@ from fairgate.replicas.stream import (
 )
 
 _PATHS = {"chat": "/v1/chat/completions", "completions": "/v1/completions"}
-_GAUGE = re.compile(r"^(vllm:num_requests_(running|waiting))(\{[^}]*\})?\s+([0-9.eE+-]+)$")
 
 
 class OpenAIReplica:
@@ -147,20 +146,12 @@ class OpenAIReplica:
             return False
 
     async def load(self) -> EngineLoad | None:
-        try:
-            response = await self._client.get(self.url + "/metrics", timeout=5.0)
-        except httpx.HTTPError:
+        reading = await scrape_engine_metrics(self._client, self.url)
+        running = reading.get("fairgate_engine_requests_running") if reading else None
+        waiting = reading.get("fairgate_engine_requests_waiting") if reading else None
+        if running is None or waiting is None:
             return None
-        if response.status_code != 200:
-            return None
-        values = {"running": 0.0, "waiting": 0.0}
-        found = False
-        for line in response.text.splitlines():
-            match = _GAUGE.match(line)
-            if match:
-                values[match.group(2)] += float(match.group(4))
-                found = True
-        return EngineLoad(int(values["running"]), int(values["waiting"])) if found else None
+        return EngineLoad(int(running), int(waiting))
 
     async def aclose(self) -> None:
         await self._client.aclose()

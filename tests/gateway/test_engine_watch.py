@@ -5,6 +5,9 @@ from __future__ import annotations
 import httpx
 
 from fairgate.gateway.engine_watch import EngineWatch
+from fairgate.replicas.base import EngineLoad
+
+URLS = ["http://up", "http://down", "http://garbage", None]
 
 METRICS = """# TYPE vllm:num_requests_running gauge
 vllm:num_requests_running{engine="0",model_name="m"} 3.0
@@ -21,23 +24,29 @@ def transport(request: httpx.Request) -> httpx.Response:
     return httpx.Response(503)
 
 
+class Engine:
+    def __init__(self, url: str | None) -> None:
+        self.url = url
+
+    async def load(self) -> EngineLoad:
+        return EngineLoad(running=1, waiting=2)
+
+
 async def test_load_is_fed_and_readings_follow_the_replicas() -> None:
-    targets = [
-        ("m", "m-0", "http://up"),
-        ("m", "m-1", "http://down"),
-        ("m", "m-2", "http://garbage"),
-    ]
+    targets = [("m", f"m-{i}", Engine(url)) for i, url in enumerate(URLS)]
     loads: list[tuple[str, int, int]] = []
     client = httpx.AsyncClient(transport=httpx.MockTransport(transport))
     watch = EngineWatch(lambda: targets, lambda *load: loads.append(load), client=client)
     await watch.refresh()
-    assert loads == [("m-0", 3, 5)]
+    assert sorted(loads) == [("m-0", 3, 5), ("m-3", 1, 2)]
+    assert "m-3" not in watch.readings  # no engine metrics to export: the sim reports load
     reading = watch.readings["m-0"].metrics
     assert reading is not None and reading.get("fairgate_engine_requests_waiting") == 5
     assert watch.readings["m-1"].metrics is None and watch.readings["m-2"].metrics is None
 
     targets.pop(0)
+    loads.clear()
     await watch.refresh()
-    assert "m-0" not in watch.readings and loads == [("m-0", 3, 5)]
+    assert "m-0" not in watch.readings and loads == [("m-3", 1, 2)]
     await watch.stop()
     assert client.is_closed
