@@ -139,9 +139,10 @@ def final_status(outcome: RequestOutcome) -> str:
 
 
 def usage(counted: Usage) -> dict[str, Any]:
+    # cache_write_tokens counts explicit cache writes (prompt_cache_options), never offered here.
     return {
         "input_tokens": counted.prompt_tokens,
-        "input_tokens_details": {"cached_tokens": counted.cached_tokens},
+        "input_tokens_details": {"cached_tokens": counted.cached_tokens, "cache_write_tokens": 0},
         "output_tokens": counted.completion_tokens,
         "output_tokens_details": {"reasoning_tokens": counted.reasoning_tokens},
         "total_tokens": counted.total_tokens,

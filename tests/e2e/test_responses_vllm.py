@@ -196,6 +196,13 @@ def test_client_gone_while_queued_leaves_one_record(gateway: GatewayServer) -> N
     assert new[0]["usage"]["completion_tokens"] == 0
 
 
+def test_oversize_input_is_a_400_naming_input(gateway: GatewayServer) -> None:
+    with pytest.raises(openai.BadRequestError) as caught:
+        _client(gateway).responses.create(model="tiny", input="word " * 5000)
+    assert caught.value.code == "context_length_exceeded"
+    assert caught.value.param == "input"
+
+
 @pytest.mark.timeout(300)
 def test_node_sdk(engine: VllmServer, gateway: GatewayServer) -> None:
     result = run_script("responses.mjs", gateway.base_url + "/v1", "sk-alice", "tiny")

@@ -237,7 +237,7 @@ def test_invalid_requests_are_openai_shaped(
         assert "does not store responses" in caught.value.message
 
 
-def test_unknown_model_and_oversize_input(gateway: GatewayServer) -> None:
+def test_unknown_model_and_store_false(gateway: GatewayServer) -> None:
     api = client(gateway)
     with pytest.raises(openai.NotFoundError) as missing:
         api.responses.create(model="nope", input=QUESTION)
