@@ -8,7 +8,7 @@ from pathlib import Path
 
 import yaml
 
-from fairgate.gateway.auth import TenantKeys, KeyStore, bearer_token, digest
+from fairgate.gateway.auth import KeyStore, TenantKeys, bearer_token, digest
 from fairgate.gateway.config import parse_config
 from fairgate.gateway.runtime import load_tenants
 

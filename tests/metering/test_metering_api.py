@@ -15,9 +15,10 @@ def test_all_is_exactly_the_public_names() -> None:
     assert len(metering.__all__) == len(set(metering.__all__))
     for name in metering.__all__:
         assert hasattr(metering, name), name
+    ours = "fairgate.metering"
     exported = {
         name for name, value in vars(metering).items()
-        if not name.startswith("_") and getattr(value, "__module__", "").startswith("fairgate.metering")
+        if not name.startswith("_") and getattr(value, "__module__", "").startswith(ours)
     }  # fmt: skip
     assert exported == set(metering.__all__) - {"EMPTY_ROOT", "GENESIS_HASH"}
     assert metering.Usage.__module__ == "fairgate.metering.usage"
