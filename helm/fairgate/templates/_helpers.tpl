@@ -56,7 +56,51 @@ app.kubernetes.io/part-of: fairgate
 {{- end }}
 
 {{- define "fairgate.rayImage" -}}
-{{- default (include "fairgate.image" .) .Values.ray.cluster.image }}
+{{- printf "%s:%s" .Values.ray.image.repository (default .Chart.AppVersion .Values.ray.image.tag) }}
+{{- end }}
+
+{{/* Several gateway pods: more than one replica, or an HPA. */}}
+{{- define "fairgate.multiGateway" -}}
+{{- if or .Values.autoscaling.enabled (gt (int .Values.replicaCount) 1) }}true{{- end }}
+{{- end }}
+
+{{/* The data volume is a PVC only for the SQLite ledger (one writer). */}}
+{{- define "fairgate.dataClaim" -}}
+{{- if and (eq .Values.ledger.backend "sqlite") .Values.persistence.enabled }}
+{{- default (printf "%s-data" (include "fairgate.fullname" .)) .Values.persistence.existingClaim }}
+{{- end }}
+{{- end }}
+
+{{/* Combinations the schema cannot express, refused with the value to set. */}}
+{{- define "fairgate.validate" -}}
+{{- $secret := .Values.secrets.existingSecret }}
+{{- if and (eq .Values.ledger.backend "sqlite") (include "fairgate.multiGateway" .) }}
+{{- fail "ledger.backend=sqlite allows one gateway pod (replicaCount 1, autoscaling off): set ledger.backend=postgresql for several" }}
+{{- end }}
+{{- if eq .Values.ledger.backend "postgresql" }}
+{{- if and (not $secret) (not .Values.secrets.ledgerUrl) }}
+{{- fail "ledger.backend=postgresql needs secrets.ledgerUrl (postgresql://user:password@host:5432/db), or secrets.existingSecret with a ledger-url key" }}
+{{- end }}
+{{- if and (not $secret) (not .Values.secrets.signingKey) }}
+{{- fail "ledger.backend=postgresql needs secrets.signingKey (an Ed25519 PKCS#8 PEM: openssl genpkey -algorithm ed25519), or secrets.existingSecret with a signing-key.pem key: the gateway pods' data is not persistent" }}
+{{- end }}
+{{- else if .Values.secrets.ledgerUrl }}
+{{- fail "secrets.ledgerUrl is set but ledger.backend is sqlite: set ledger.backend=postgresql" }}
+{{- end }}
+{{- if and (include "fairgate.multiGateway" .) .Values.ray.enabled (not .Values.ray.keepReplicas) }}
+{{- fail "ray.keepReplicas=false with several gateway pods: a stopping pod would stop the engines the others use" }}
+{{- end }}
+{{- if and .Values.ingress.enabled (not .Values.ingress.hosts) }}
+{{- fail "ingress.enabled needs ingress.hosts (at least one {host, paths})" }}
+{{- end }}
+{{- if not .Values.ray.enabled }}
+{{- $ray := default dict .Values.config.ray }}
+{{- range $model := (default list .Values.config.models) }}
+{{- if and (eq (default "vllm" $model.provider) "vllm") (not $ray.address) }}
+{{- fail (printf "config.models[%s] has provider vllm but ray.enabled is false: set config.ray.address (ray://<head>:10001) or ray.enabled=true" $model.name) }}
+{{- end }}
+{{- end }}
+{{- end }}
 {{- end }}
 
 {{- define "fairgate.rayClusterName" -}}
@@ -81,94 +125,17 @@ The gateway's configuration file, without secrets (merged in by the init contain
 {{- end }}
 {{- $_ := set $config "data_dir" "/var/lib/fairgate" }}
 {{- $_ := set $config "listen" (dict "host" "0.0.0.0" "port" 8000) }}
-{{- if .Values.ray.cluster.enabled }}
+{{- if hasKey (default dict $config.ledger) "url" }}
+{{- fail "config.ledger.url: put the PostgreSQL URL in secrets.ledgerUrl and set ledger.backend=postgresql" }}
+{{- end }}
+{{- if .Values.ray.enabled }}
 {{- $ray := default dict $config.ray }}
 {{- if not $ray.address }}
-{{- $_ := set $ray "address" (printf "ray://%s-head-svc:%d" (include "fairgate.rayClusterName" .) (int .Values.ray.cluster.clientPort)) }}
+{{- $_ := set $ray "address" (printf "ray://%s-head-svc:%d" (include "fairgate.rayClusterName" .) (int .Values.ray.clientPort)) }}
 {{- end }}
+{{- $_ := set $ray "keep_replicas" .Values.ray.keepReplicas }}
 {{- $_ := set $config "ray" $ray }}
 {{- end }}
 {{- toYaml $config }}
 {{- end }}
 
-{{/*
-A RayCluster spec (also a RayService's rayClusterConfig): a head without engines and GPU
-worker groups, all on the Ray + vLLM image.
-*/}}
-{{- define "fairgate.rayClusterSpec" -}}
-{{- $cluster := .Values.ray.cluster -}}
-rayVersion: {{ $cluster.rayVersion | quote }}
-enableInTreeAutoscaling: {{ $cluster.enableInTreeAutoscaling }}
-headGroupSpec:
-  rayStartParams: {{- if not $cluster.head.rayStartParams }} {}{{- end }}
-    {{- range $key, $value := $cluster.head.rayStartParams }}
-    {{ $key }}: {{ $value | quote }}
-    {{- end }}
-  template:
-    metadata:
-      labels:
-        {{- include "fairgate.selectorLabels" . | nindent 8 }}
-        app.kubernetes.io/component: ray-head
-    spec:
-      {{- with .Values.imagePullSecrets }}
-      imagePullSecrets:
-        {{- toYaml . | nindent 8 }}
-      {{- end }}
-      {{- with $cluster.head.nodeSelector }}
-      nodeSelector:
-        {{- toYaml . | nindent 8 }}
-      {{- end }}
-      {{- with $cluster.head.tolerations }}
-      tolerations:
-        {{- toYaml . | nindent 8 }}
-      {{- end }}
-      containers:
-        - name: ray-head
-          image: {{ include "fairgate.rayImage" . }}
-          imagePullPolicy: {{ .Values.image.pullPolicy }}
-          ports:
-            - {name: gcs, containerPort: 6379}
-            - {name: dashboard, containerPort: 8265}
-            - {name: client, containerPort: {{ int $cluster.clientPort }}}
-            - {name: serve, containerPort: 8000}
-            - {name: metrics, containerPort: 8080}
-          resources:
-            {{- toYaml $cluster.head.resources | nindent 12 }}
-workerGroupSpecs:
-  {{- range $group := $cluster.workerGroups }}
-  - groupName: {{ $group.name }}
-    replicas: {{ int $group.replicas }}
-    minReplicas: {{ int $group.minReplicas }}
-    maxReplicas: {{ int $group.maxReplicas }}
-    rayStartParams: {{- if not $group.rayStartParams }} {}{{- end }}
-      {{- range $key, $value := $group.rayStartParams }}
-      {{ $key }}: {{ $value | quote }}
-      {{- end }}
-    template:
-      metadata:
-        labels:
-          {{- include "fairgate.selectorLabels" $ | nindent 10 }}
-          app.kubernetes.io/component: ray-worker
-      spec:
-        {{- with $.Values.imagePullSecrets }}
-        imagePullSecrets:
-          {{- toYaml . | nindent 10 }}
-        {{- end }}
-        {{- with $group.nodeSelector }}
-        nodeSelector:
-          {{- toYaml . | nindent 10 }}
-        {{- end }}
-        {{- with $group.tolerations }}
-        tolerations:
-          {{- toYaml . | nindent 10 }}
-        {{- end }}
-        containers:
-          - name: ray-worker
-            image: {{ include "fairgate.rayImage" $ }}
-            imagePullPolicy: {{ $.Values.image.pullPolicy }}
-            env:
-              - {name: VLLM_NO_USAGE_STATS, value: "1"}
-            resources:
-              {{- toYaml $group.resources | nindent 14 }}
-  {{- end }}
-{{- end }}
