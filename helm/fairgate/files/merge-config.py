@@ -30,10 +30,9 @@ def merge(config: dict, secrets: Path, ledger: str = "sqlite") -> dict:
         config["audit_key"] = audit_key
     if ledger == "postgresql":
         ledger_url = read(secrets, "ledger-url")
-        if not ledger_url:
-            raise SystemExit(f"ledger.backend=postgresql: the Secret has no ledger-url ({secrets})")
-        if not read(secrets, "signing-key.pem"):
-            raise SystemExit(f"ledger.backend=postgresql: the Secret has no signing-key.pem ({secrets})")
+        for name, value in (("ledger-url", ledger_url), ("signing-key.pem", None)):
+            if not (value or read(secrets, name)):
+                raise SystemExit(f"ledger.backend=postgresql: the Secret has no {name} ({secrets})")
         config.setdefault("ledger", {})["url"] = ledger_url
     keys = yaml.safe_load(read(secrets, "tenant-keys.yaml") or "{}") or {}
     if not isinstance(keys, dict):
