@@ -177,6 +177,8 @@ def verify_audit(
         except (ValueError, TypeError) as exc:
             report.add(Reason.MALFORMED, f"answer: {exc}")
             return report.done()
+    if response.nonce != challenge.nonce or response.request_id != challenge.request_id:
+        report.add(Reason.MALFORMED, "the answer is for another challenge (nonce or request id)")
     signed = _check_record(report, receipt, response.record, {k.key_id: k for k in public_keys})
     if signed is not None and signed.protocol not in protocol.SUPPORTED:
         report.add(Reason.UNKNOWN_PROTOCOL, f"commitment protocol {signed.protocol} is unknown")
@@ -197,6 +199,7 @@ def verify_audit(
     else:
         if response.blocks:
             report.add(Reason.MALFORMED, "a version-1 record answered with version-2 blocks")
+        report.block_size = response.block_size
         for opened in response.openings:
             if opened.opening.position in wanted:
                 wanted.discard(opened.opening.position)  # a repeated position is checked once
