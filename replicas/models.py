@@ -180,7 +180,10 @@ def main(argv: list[str] | None = None) -> int:
     if len(args) != 1:
         print("usage: python -m fairgate.replicas.models DATA_DIR", file=sys.stderr)
         return 2
+    from fairgate.replicas.torch_guard import hide_broken_extensions
+
     progress: Log = lambda m: print("@fairgate", m, file=sys.stderr, flush=True)  # noqa: E731
+    hide_broken_extensions(progress)
     print(ensure_smollm2(Path(args[0]), progress))
     return 0
 

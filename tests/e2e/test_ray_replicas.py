@@ -334,7 +334,7 @@ class ServeProcess:
 def engine_running(mark: str) -> bool:
     for proc in marked_processes(mark):
         with contextlib.suppress(psutil.Error):
-            if "vllm.entrypoints.openai.api_server" in " ".join(proc.cmdline()):
+            if "fairgate.replicas.vllm_server" in " ".join(proc.cmdline()):
                 return True
     return False
 
@@ -535,7 +535,7 @@ def test_admin_endpoint_lists_replicas_behind_the_admin_key(deployment: Deployme
     assert {r["actor"] for r in replicas.values()} == {"fairgate/tiny/0", "fairgate/tiny/1"}
     # The leak check at the end sees what runs now: both engines, Ray, the actors.
     running = " ".join(" ".join(p.cmdline()) for p in marked_processes(deployment.mark))
-    assert running.count("vllm.entrypoints.openai.api_server") == 2
+    assert running.count("fairgate.replicas.vllm_server") == 2
     assert "raylet" in running and running.count("ray::VllmEngineActor") == 2
 
 

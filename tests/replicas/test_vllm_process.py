@@ -81,7 +81,8 @@ def _value(command: list[str], flag: str) -> str:
 
 def test_cpu_command_has_the_measured_defaults() -> None:
     command = vllm_command(SPEC, port=8123, python="python")
-    assert command[:3] == ["python", "-m", "vllm.entrypoints.openai.api_server"]
+    assert command[:3] == ["python", "-m", "fairgate.replicas.vllm_server"]
+    assert _value(command, "--dtype") == "float32"  # bf16 can die with SIGILL on vLLM-CPU
     assert _value(command, "--model") == "/models/tiny"
     assert _value(command, "--served-model-name") == "tiny"
     assert _value(command, "--host") == "127.0.0.1"
@@ -97,9 +98,10 @@ def test_engine_args_override_the_defaults() -> None:
         model="m",
         served_model_name="m",
         max_model_len=4096,
-        engine_args={"kv_cache_memory_bytes": "1G", "enforce_eager": False},
+        engine_args={"kv_cache_memory_bytes": "1G", "enforce_eager": False, "dtype": "bfloat16"},
     )
     command = vllm_command(spec, port=1, host="0.0.0.0")
+    assert command.count("--dtype") == 1 and _value(command, "--dtype") == "bfloat16"
     assert _value(command, "--kv-cache-memory-bytes") == "1G"
     assert "--no-enforce-eager" in command and "--enforce-eager" not in command
     assert _value(command, "--max-model-len") == "4096"
@@ -110,6 +112,7 @@ def test_engine_args_override_the_defaults() -> None:
 def test_gpu_command_leaves_memory_to_vllm() -> None:
     command = vllm_command(SPEC, port=1, cpu_build=False)
     assert "--kv-cache-memory-bytes" not in command and "--enforce-eager" not in command
+    assert "--dtype" not in command  # a GPU runs the model's own dtype
     assert "--enable-prompt-tokens-details" in command
 
 
