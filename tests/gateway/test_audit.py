@@ -1,4 +1,8 @@
-"""POST /v1/audit/challenge and ``fairgate audit`` against a real gateway on the sim provider."""
+"""POST /v1/audit/challenge and ``fairgate audit`` against a real gateway on the sim provider.
+
+``gateway`` commits protocol 1 (embeddings off: the receipts of earlier releases, which must stay
+verifiable); ``gateway_v2`` commits protocol 2 with the real embedding model.
+"""
 
 from __future__ import annotations
 
@@ -23,6 +27,7 @@ from fairgate.metering.audit import (
 from fairgate.metering.audit_check import (
     Reason,
 )
+from fairgate.metering.embedding import MODEL_ID
 from fairgate.metering.record import Receipt
 from fairgate.replicas.sim import REASONING_WORDS
 from tests.gateway.conftest import client, one_record
@@ -38,7 +43,10 @@ MESSAGES = [{"role": "user", "content": "what is the answer?"}]
 def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayServer]:
     # Blocks of 2: the sim's 8 reasoning tokens span 4 blocks, so a sample can miss some.
     config = sim_config(
-        tmp_path_factory.mktemp("audit"), audit_key=AUDIT_KEY, ledger={"block_size": 2}
+        tmp_path_factory.mktemp("audit"),
+        audit_key=AUDIT_KEY,
+        ledger={"block_size": 2},
+        audit={"embeddings": "off"},
     )
     with GatewayServer(config) as server:
         yield server
@@ -248,3 +256,95 @@ def test_cli_tokenizer_check_fails_exact_and_warns_under_report(
     broken.write_text("not a tokenizer")
     assert cli.main([*base, "--tokenizer", str(broken)]) == 2
     assert "cannot load tokenizer" in capsys.readouterr().err
+
+
+# -- protocol 2: embedding fingerprints -------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def gateway_v2(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayServer]:
+    pytest.importorskip("onnxruntime")
+    config = sim_config(
+        tmp_path_factory.mktemp("audit_v2"),
+        audit_key=AUDIT_KEY,
+        ledger={"block_size": 2},
+        audit={"embeddings": "on", "full_openings": ["bob"], "challenges_per_minute": 30},
+    )
+    with GatewayServer(config) as server:
+        yield server
+
+
+def test_v2_records_commit_embeddings_and_open_them_without_text(
+    gateway_v2: GatewayServer,
+) -> None:
+    receipt = hidden_receipt(gateway_v2)
+    record = one_record(gateway_v2, receipt["request_id"])
+    assert record["commitment"]["protocol"] == 2
+    assert record["commitment"]["embedding"] == MODEL_ID
+    opening = gateway_v2.runtime.recorder.ledger.hidden(receipt["request_id"])
+    assert opening is not None and opening.protocol == 2
+    response = challenge(gateway_v2, Challenge(receipt["request_id"], os.urandom(16), 8).to_dict())
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["openings"] == [] and len(body["blocks"]) == 8
+    # Embeddings only: no reasoning word, no token id list, no text key anywhere in the answer.
+    assert not any(word in response.text for word in REASONING_WORDS)
+    assert all(
+        "text" not in b and "token_ids" not in b and "text_key" not in b for b in body["blocks"]
+    )
+    report = run_audit(gateway_v2.base_url, AUDIT_KEY, parse_receipt(receipt), samples=8)
+    assert report.ok and report.protocol == 2 and len(report.blocks) == 4, report.findings
+    assert all(b.embedding is not None and b.text is None for b in report.blocks)
+
+
+def test_full_openings_need_the_tenants_consent(gateway_v2: GatewayServer) -> None:
+    alice = hidden_receipt(gateway_v2)
+    body = Challenge(alice["request_id"], os.urandom(16), 4, "full").to_dict()
+    refused = challenge(gateway_v2, body)
+    assert refused.status_code == 403 and refused.json()["error"]["param"] == "reveal"
+    completion = client(gateway_v2, "sk-bob").chat.completions.create(
+        model="sim-hidden", messages=MESSAGES
+    )
+    assert completion.model_extra is not None
+    bob = completion.model_extra["receipt"]
+    answer = challenge(
+        gateway_v2, Challenge(bob["request_id"], os.urandom(16), 8, "full").to_dict()
+    )
+    assert answer.status_code == 200, answer.text
+    assert any(word in answer.text for word in REASONING_WORDS)
+    from fairgate.metering.audit import AuditResponse
+
+    response = AuditResponse.from_dict(answer.json())
+    assert all(b.opening.full and b.opening.content_matches() for b in response.blocks)
+
+
+def test_the_whole_audit_through_the_cli_gives_a_verdict(
+    gateway_v2: GatewayServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    receipt = hidden_receipt(gateway_v2)
+    prompt = tmp_path / "prompt.json"
+    prompt.write_text(json.dumps(MESSAGES))
+    answer = tmp_path / "answer.txt"
+    answer.write_text("the answer")
+    base = ["audit", "--url", gateway_v2.base_url, "--audit-key", AUDIT_KEY,
+            "--receipt", json.dumps(receipt),
+            "--prompt", str(prompt), "--answer", str(answer)]  # fmt: skip
+    code = cli.main([*base, "--samples", "8", "--json"])
+    verdict = json.loads(capsys.readouterr().out)
+    assert code in (0, 1) and verdict["verdict"] in ("honest", "inflated")
+    assert verdict["blocks_opened"] == 4 and verdict["expected_hidden_tokens"] is not None
+    assert (code == 0) == (verdict["verdict"] == "honest")
+    assert cli.main([*base[:7], "--prompt", str(prompt)]) == 2  # --prompt without --answer
+    assert "together" in capsys.readouterr().err
+
+
+def test_the_challenge_endpoint_is_rate_limited_per_key(gateway_v2: GatewayServer) -> None:
+    rid = hidden_receipt(gateway_v2)["request_id"]
+    codes = [
+        challenge(gateway_v2, Challenge(rid, os.urandom(16), 1).to_dict(), ADMIN_KEY).status_code
+        for _ in range(31)
+    ]
+    assert codes[:30] == [200] * 30 and codes[30] == 429
+    limited = challenge(gateway_v2, Challenge(rid, os.urandom(16), 1).to_dict(), ADMIN_KEY)
+    assert limited.status_code == 429 and int(limited.headers["retry-after"]) >= 1
+    assert limited.json()["error"]["type"] == "rate_limit_error"
