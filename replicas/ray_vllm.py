@@ -8,6 +8,10 @@ same OpenAI-HTTP path as the ``openai`` provider. When the actor itself is gone 
 
 Actor names are ``fairgate/<model>/<index>`` in namespace ``fairgate``, so a gateway that
 connects to a cluster adopts the live actors an earlier gateway left there.
+
+Each actor gets a random API key when it is created; its engine requires it on ``/v1`` and the
+gateway asks the actor for it (an adopting gateway too), so nothing else on the cluster network
+can use an engine.
 """
 
 from __future__ import annotations
@@ -15,6 +19,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
+import secrets
 import time
 from collections.abc import AsyncGenerator
 from dataclasses import dataclass
@@ -71,7 +77,10 @@ class VllmEngineActor:
     """Runs inside Ray. ``ray.remote`` is applied by ``RayVllmReplica`` (lazily, so importing
     this module does not need a Ray connection)."""
 
-    def __init__(self, spec: VllmSpec, placement: Placement) -> None:
+    def __init__(self, spec: VllmSpec, placement: Placement, api_key: str | None = None) -> None:
+        self._api_key = api_key
+        if api_key:  # the engine inherits this process's environment; vLLM reads the key there
+            os.environ["VLLM_API_KEY"] = api_key
         if not placement.local:
             placement = Placement(
                 placement.index,
@@ -87,6 +96,9 @@ class VllmEngineActor:
 
     async def status(self) -> EngineStatus:
         return self._host.status()
+
+    async def api_key(self) -> str | None:
+        return self._api_key
 
     async def stop(self) -> None:
         await self._host.stop()
@@ -159,6 +171,7 @@ class RayVllmReplica:
                     )
                     await _stop_actor(actor)
                     actor, adopted = await asyncio.to_thread(self._get_or_create)
+            self._use_key(await asyncio.wait_for(actor.api_key.remote(), STATUS_TIMEOUT_S))
             self.adopted = adopted
             self._actor = actor
             if adopted:
@@ -196,9 +209,15 @@ class RayVllmReplica:
                 max_task_retries=0,
                 max_concurrency=64,
             )
-            .remote(self.spec, self.placement)
+            .remote(self.spec, self.placement, secrets.token_urlsafe(32))
         )
         return actor, False
+
+    def _use_key(self, api_key: str | None) -> None:
+        if api_key:
+            self._client.headers["Authorization"] = f"Bearer {api_key}"
+        else:
+            self._client.headers.pop("Authorization", None)
 
     async def stop(self) -> None:
         """Stop the engine and the actor (after draining, when scaling down or exiting)."""
