@@ -3,12 +3,24 @@
 from __future__ import annotations
 
 import os
+from dataclasses import fields as dc_fields
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_type_hints
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    create_model,
+    field_validator,
+    model_validator,
+)
+
+from fairgate.scheduler import ConfigError as SchedulerConfigError
+from fairgate.scheduler import Policy, RouterKind, SchedulerConfig
 
 CONFIG_ENV = "FAIRGATE_CONFIG"
 
@@ -96,18 +108,64 @@ class ModelConfig(_Strict):
         return [url.rstrip("/") for url in urls]
 
 
-class SchedulerSection(_Strict):
-    policy: Literal["fcfs", "vtc", "lpm", "dlpm"] = "dlpm"
-    router: Literal["round_robin", "least_load", "lpm", "d2lpm"] = "d2lpm"
-    quantum: float | None = Field(default=None, gt=0)
-    replica_quantum: float | None = Field(default=None, gt=0)
-    prompt_weight: float = Field(default=1.0, ge=0)
-    completion_weight: float = Field(default=2.0, ge=0)
-    max_inflight_per_replica: int = Field(default=4, ge=1)
-    max_queued_per_tenant: int = Field(default=256, ge=1)
-    # Adapt each replica's in-flight limit from its engine's running/waiting counts.
+def _scheduler_fields() -> dict[str, Any]:
+    """Every field of the scheduler's own ``SchedulerConfig``, with its type and default, so
+    the YAML section cannot forget one; ``policy`` and ``router`` as their allowed values."""
+    hints = get_type_hints(SchedulerConfig)
+    fields: dict[str, Any] = {
+        f.name: (hints[f.name], f.default) for f in dc_fields(SchedulerConfig)
+    }
+    fields["policy"] = (Literal.__getitem__(tuple(p.value for p in Policy)), Policy.DLPM.value)
+    fields["router"] = (
+        Literal.__getitem__(tuple(r.value for r in RouterKind)),
+        RouterKind.D2LPM.value,
+    )
+    return fields
+
+
+_SchedulerFields: Any = create_model("_SchedulerFields", __base__=_Strict, **_scheduler_fields())
+
+# Names before 2026-12-01: the "max" in-flight limit was only where adaptive admission started.
+_RENAMED = {
+    "max_inflight_per_replica": "inflight_initial",
+    "max_inflight_ceiling": "inflight_ceiling",
+}
+
+
+class SchedulerSection(_SchedulerFields):  # type: ignore[misc]
+    """``scheduler:``: the fields of ``scheduler.SchedulerConfig`` (checked by it), plus
+    whether the gateway adapts each replica's in-flight limit (between ``inflight_floor``
+    and ``inflight_ceiling``, from ``inflight_initial``) from its engine's running/waiting."""
+
     adaptive_inflight: bool = True
-    max_inflight_ceiling: int = Field(default=64, ge=1)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _renamed(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            data = dict(data)
+            for old, new in _RENAMED.items():
+                if old in data:
+                    if new in data:
+                        raise ValueError(f"{old} is the old name of {new}; give only {new}")
+                    data[new] = data.pop(old)
+            # A configured initial limit above the default ceiling raises the ceiling with it.
+            initial = data.get("inflight_initial")
+            if isinstance(initial, int) and "inflight_ceiling" not in data:
+                data["inflight_ceiling"] = max(initial, SchedulerConfig().inflight_ceiling)
+        return data
+
+    @model_validator(mode="after")
+    def _checked(self) -> SchedulerSection:
+        try:
+            self.to_scheduler_config()
+        except SchedulerConfigError as error:
+            raise ValueError(str(error)) from None
+        return self
+
+    def to_scheduler_config(self) -> SchedulerConfig:
+        values = self.model_dump(exclude={"adaptive_inflight"})
+        return SchedulerConfig(**values)
 
 
 class LedgerSection(_Strict):

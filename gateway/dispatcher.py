@@ -24,12 +24,14 @@ class Dispatcher:
         clock: Callable[[], float] = time.monotonic,
         *,
         adaptive: bool = False,
-        ceiling: int = 64,
+        ceiling: int | None = None,
     ) -> None:
         self.scheduler = scheduler
         self._clock = clock
         self._adaptive = adaptive
-        self._ceiling = max(ceiling, scheduler.config.max_inflight_per_replica)
+        cfg = scheduler.config
+        self._floor = cfg.inflight_floor
+        self._ceiling = cfg.inflight_ceiling if ceiling is None else max(ceiling, self._floor)
         self._limits: dict[str, int] = {}
         self._waiting: dict[str, asyncio.Future[str]] = {}
         self._running: set[str] = set()
@@ -126,8 +128,10 @@ class Dispatcher:
         (so order is decided here, not by its FIFO), grow it while the engine keeps up."""
         if not self._adaptive:
             return
-        current = self._limits.get(replica_id, self.scheduler.config.max_inflight_per_replica)
-        limit = tune_inflight_limit(current, running, waiting, ceiling=self._ceiling)
+        current = self._limits.get(replica_id, self.scheduler.config.inflight_initial)
+        limit = tune_inflight_limit(
+            current, running, waiting, floor=self._floor, ceiling=self._ceiling
+        )
         if limit != current:
             self._limits[replica_id] = limit
             self.scheduler.set_inflight_limit(replica_id, limit)

@@ -71,21 +71,7 @@ class ModelRuntime:
 
 
 def scheduler_config(config: Config) -> SchedulerConfig:
-    section = config.scheduler
-    extra: dict[str, Any] = {}
-    if section.quantum is not None:
-        extra["quantum"] = section.quantum
-    if section.replica_quantum is not None:
-        extra["replica_quantum"] = section.replica_quantum
-    return SchedulerConfig(
-        policy=section.policy,
-        router=section.router,
-        prompt_weight=section.prompt_weight,
-        completion_weight=section.completion_weight,
-        max_inflight_per_replica=section.max_inflight_per_replica,
-        max_queued_per_tenant=section.max_queued_per_tenant,
-        **extra,
-    )
+    return config.scheduler.to_scheduler_config()
 
 
 def load_tenants(config: Config) -> tuple[TenantKeys, dict[str, Tenant]]:
@@ -119,7 +105,6 @@ class Runtime:
         self.dispatcher = Dispatcher(
             self.scheduler,
             adaptive=config.scheduler.adaptive_inflight,
-            ceiling=config.scheduler.max_inflight_ceiling,
         )
         self.recorder = recorder or Recorder.open(config, self.metrics)
         self.models: dict[str, ModelRuntime] = {}

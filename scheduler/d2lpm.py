@@ -1,21 +1,26 @@
 """Double Deficit LPM routing (Cao et al., arXiv 2501.14312, §4, "D²LPM").
 
-The router keeps a deficit per (tenant, replica), charged with the service the tenant's jobs
-consume on that replica: the uncached prompt tokens * w_p the router expects at routing time,
-generated tokens * w_q as they stream, corrected by the engine's real cached count. A job goes:
+The router keeps a deficit per (tenant, replica), charged with the work the tenant's jobs
+bring to that replica: at routing, the job's *expected* work (uncached prompt * w_p + cached
+prompt * w_c, with the prefix the replica holds, plus the expected output * w_q: the tenant's
+recent average, at most ``max_tokens``); settled when the job ends, at the engine's cached
+count and the tokens it generated. Charging expected output at routing matters: decode is
+most of a chat job's cost, and a router that learns of it only as tokens stream lets dozens of
+queued jobs follow one prefix on credit they have already spent. A job goes:
 
-1. to the least loaded candidate, if loads are too uneven (the same guard as the LPM router);
-2. else to the shortest queue among replicas that hold the job's longest prefix match *and*
-   where the tenant's deficit is positive (a match covering no more than ``cache_threshold``
-   of the prompt counts as none, as in SGLang's router);
-3. else to the replica with positive deficit that has the longest match (ties: shortest queue);
-4. and when the tenant has credit on no candidate, every candidate's deficit is refilled by
-   Q_w * weight (as many rounds as it takes for one to turn positive) before step 2.
+1. when the tenant has credit on no candidate, every candidate's deficit is refilled by
+   Q_w * weight (as many rounds as it takes for one to turn positive);
+2. among replicas where its deficit is positive, to one with the longest prefix match (a
+   match covering no more than ``cache_threshold`` of the prompt counts as none, as in
+   SGLang's router), the least loaded in work among ties: "locality" when that is the
+   cluster's longest match, "spill" when the longest is on a replica it has no credit on;
+3. a prefix cached nowhere is "placed" where it fits in the prefix index without evicting,
+   so that each tenant's hot prefix stays resident while the caches can hold them all;
+4. the load guard overrides that choice ("guard") only for real overload: the chosen
+   replica's queued work exceeds the least loaded one's by more than ``work_gap`` weighted
+   tokens and by ``balance_rel_threshold`` times.
 
-So a tenant follows its cached prefix until it has used its share of that replica, then
-spills to replicas where it still has credit: locality for the light tenants, spreading for
-the heavy one. Step 3 differs from "any replica with positive deficit" only in preferring the
-one with more of the prefix.
+Every decision is counted by reason (``reasons``; exported as a metric by the gateway).
 """
 
 from __future__ import annotations
@@ -25,7 +30,7 @@ from collections.abc import Sequence
 
 from fairgate.scheduler.config import SchedulerConfig
 from fairgate.scheduler.job import Job
-from fairgate.scheduler.router import C, Router, imbalanced, least_loaded
+from fairgate.scheduler.router import C, Router, least_work, overloaded
 from fairgate.scheduler.tenants import TenantBook
 
 
@@ -33,12 +38,9 @@ class D2LPM(Router):
     def __init__(self, config: SchedulerConfig, tenants: TenantBook) -> None:
         super().__init__(config, tenants)
         self._deficits: dict[str, dict[str, float]] = {}  # tenant -> replica -> credit
-        self.refills = 0
 
     def route(self, job: Job, candidates: Sequence[C]) -> C:
         cfg = self.config
-        if len(candidates) > 1 and imbalanced(candidates, cfg.load_gap, cfg.balance_rel_threshold):
-            return least_loaded(candidates)
         credit = self._deficits.setdefault(job.tenant, {})
         if all(credit.get(c.replica_id, 0.0) <= 0 for c in candidates):
             self._refill(job.tenant, credit, candidates)
@@ -52,11 +54,19 @@ class D2LPM(Router):
             for m, c in zip(matches, candidates, strict=True)
             if credit.get(c.replica_id, 0.0) > 0
         ]
-        top = [c for m, c in positive if m == best]
-        if top:
-            return least_loaded(top)
         best_positive = max(m for m, _ in positive)
-        return least_loaded([c for m, c in positive if m == best_positive])
+        pool = [c for m, c in positive if m == best_positive]
+        if best_positive > 0:
+            reason = "locality" if best_positive == best else "spill"
+            choice = least_work(pool)
+        else:
+            reason, choice = "place", _place(job, pool)
+        if len(candidates) > 1 and overloaded(
+            choice, candidates, cfg.work_gap, cfg.balance_rel_threshold
+        ):
+            reason, choice = "guard", least_work(candidates)
+        self.reasons[reason] += 1
+        return choice
 
     def charge(self, tenant: str, replica_id: str, amount: float) -> None:
         credit = self._deficits.setdefault(tenant, {})
@@ -79,3 +89,10 @@ class D2LPM(Router):
             for c in candidates:
                 credit[c.replica_id] += grant
         self.refills += rounds
+
+
+def _place(job: Job, pool: Sequence[C]) -> C:
+    """A prefix cached nowhere goes where it fits without evicting (so the prefixes that
+    are resident stay so while the caches can hold them all), then to the least work."""
+    fits = [c for c in pool if c.cache_room() >= len(job.prompt)]
+    return least_work(fits or pool)

@@ -14,7 +14,7 @@ Without the cap, a tenant refilled while others were served could leave, return,
 
 Accounts live in a ``fairness.Ledger``: this replica's own, or one shared by the cluster; a
 refill is sized by the tenants waiting here and given to every tenant backlogged in the
-ledger's scope.
+ledger's scope, but never raises a deficit past Q_u * weight (see ``_refill``).
 
 Bound (tested in tests/scheduler/test_dlpm.py): with one in-flight slot, a backlogged tenant's
 deficit stays in (-U, Q_u * weight] (it is admitted only with credit, one job adds at most U,
@@ -89,14 +89,19 @@ class DLPM(LocalPolicy):
 
     def _refill(self, here: list[str]) -> None:
         """Enough rounds for one tenant queued here to turn positive, given to every tenant
-        backlogged in the ledger's scope."""
+        backlogged in the ledger's scope, none raised past one quantum of credit.
+
+        The cap matters in cluster scope: a refill sized by the tenants queued on this
+        replica would otherwise credit tenants queued elsewhere that are not spending (their
+        replica is slower, or their jobs are held there) without bound. For the tenants
+        queued here it never binds (the rounds stop at the first positive deficit)."""
         rounds = min(
             math.floor(-self._deficits.get(t, 0.0) / (self.quantum * self.tenants.weight(t))) + 1
             for t in here
         )
         rounds = max(rounds, 1)
         for t in self.ledger.backlogged():
-            self._deficits[t] = self._deficits.get(
-                t, 0.0
-            ) + rounds * self.quantum * self.tenants.weight(t)
+            grant = self.quantum * self.tenants.weight(t)
+            before = self._deficits.get(t, 0.0)
+            self._deficits[t] = max(before, min(before + rounds * grant, grant))
         self.refills += rounds

@@ -82,6 +82,8 @@ class JobRecord:
     dispatched_at: float | None = None
     first_token_seen: bool = False
     generated: int = 0
+    expected_output: int = 0  # charged to the router at routing, settled at the end
+    expected_work: float = 0.0  # the router's whole charge, also the replica's load
 
     @property
     def job_id(self) -> str:

@@ -22,9 +22,17 @@ class Replica:
     predicted_hit_tokens: int = 0  # of those, cached according to the index at admission
     reported_prompt_tokens: int = 0  # prompt tokens of jobs whose engine reported a count
     cached_tokens: int = 0  # of those, cached according to the engine
+    outstanding: float = 0.0  # expected work (weighted tokens) of queued + running jobs
 
     def load(self) -> int:
         return len(self.queue) + len(self.inflight)
+
+    def work(self) -> float:
+        return self.outstanding
+
+    def cache_room(self) -> int:
+        """Tokens the prefix index can take before it evicts."""
+        return max(0, self.tree.budget - self.tree.tokens)
 
     def prefix_match(self, job: Job) -> int:
         return self.tree.match(job.cache_key, job.prompt)

@@ -9,6 +9,7 @@ consumed on a replica; only D²LPM keeps per-replica accounts.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections import Counter
 from collections.abc import Sequence
 from typing import Protocol, TypeVar
 
@@ -23,6 +24,14 @@ class Candidate(Protocol):
 
     def load(self) -> int:
         """Queued + in-flight jobs."""
+        ...
+
+    def work(self) -> float:
+        """Expected work (weighted tokens) of queued + in-flight jobs."""
+        ...
+
+    def cache_room(self) -> int:
+        """Tokens the prefix index can take before it evicts."""
         ...
 
     def prefix_match(self, job: Job) -> int:
@@ -41,6 +50,8 @@ class Router(ABC):
     def __init__(self, config: SchedulerConfig, tenants: TenantBook) -> None:
         self.config = config
         self.tenants = tenants
+        self.reasons: Counter[str] = Counter()  # decisions by why they were taken
+        self.refills = 0
 
     @abstractmethod
     def route(self, job: Job, candidates: Sequence[C]) -> C:
@@ -62,6 +73,19 @@ class Router(ABC):
 def least_loaded(candidates: Sequence[C]) -> C:
     """Fewest queued + in-flight jobs; ties go to the earliest candidate."""
     return min(candidates, key=lambda c: c.load())
+
+
+def least_work(candidates: Sequence[C]) -> C:
+    """Least expected outstanding work; ties go to the earliest candidate."""
+    return min(candidates, key=lambda c: c.work())
+
+
+def overloaded(chosen: Candidate, candidates: Sequence[Candidate], gap: float, rel: float) -> bool:
+    """``chosen`` holds so much more queued work than the least loaded candidate that waiting
+    there costs more than the locality saves (SGLang's guard, measured in work, not jobs)."""
+    low = min(c.work() for c in candidates)
+    high = chosen.work()
+    return high - low > gap and high > low * rel
 
 
 def imbalanced(candidates: Sequence[Candidate], abs_threshold: int, rel_threshold: float) -> bool:

@@ -1,4 +1,5 @@
-"""The baseline routers: round robin, least load, and cache-aware longest prefix match."""
+"""The baseline routers: round robin, least load, cache-aware longest prefix match (SGLang,
+vllm-router), and Preble's prefix-aware exploit/explore."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ from collections.abc import Sequence
 
 from fairgate.scheduler.config import SchedulerConfig
 from fairgate.scheduler.job import Job
-from fairgate.scheduler.router import C, Router, imbalanced, least_loaded
+from fairgate.scheduler.router import C, Router, imbalanced, least_loaded, least_work
 from fairgate.scheduler.tenants import TenantBook
 
 
@@ -50,3 +51,30 @@ class LongestPrefix(Router):
         if job.prompt and best / len(job.prompt) > cfg.cache_threshold:
             return least_loaded([c for c, m in zip(candidates, matches, strict=True) if m == best])
         return min(candidates, key=lambda c: (c.cache_size(), c.load()))
+
+
+class Preble(Router):
+    """Preble's E2 global scheduler (Srivatsa et al., "Preble: Efficient Distributed Prompt
+    Scheduling for LLM Serving", 2024), the prefix-aware router DLPM's paper compares with.
+
+    Exploit: when some replica caches more of the prompt than is left to compute
+    (match > half the prompt), go to the longest match (ties: least work). Explore otherwise:
+    the replica with the lowest load cost, its outstanding work plus this job's prefill there
+    plus what the prefill would evict from its cache (both in weighted prompt tokens).
+    """
+
+    def route(self, job: Job, candidates: Sequence[C]) -> C:
+        matches = [c.prefix_match(job) for c in candidates]
+        best = max(matches)
+        if job.prompt and best > len(job.prompt) / 2:
+            self.reasons["exploit"] += 1
+            return least_work([c for c, m in zip(candidates, matches, strict=True) if m == best])
+        self.reasons["explore"] += 1
+        w_p = self.config.prompt_weight
+
+        def cost(pair: tuple[C, int]) -> float:
+            c, m = pair
+            uncached = len(job.prompt) - m
+            return c.work() + uncached * w_p + max(0, uncached - c.cache_room()) * w_p
+
+        return min(zip(candidates, matches, strict=True), key=cost)[0]

@@ -46,6 +46,10 @@ class SchedulerStats:
     replicas: dict[str, ReplicaStats]
     routed: int  # routing decisions (arrivals and re-routes)
     admitted: int  # admission decisions (dispatches)
+    # Why the router chose what it chose, e.g. D²LPM's "locality", "spill", "place", "guard"
+    # (the load guard overrode the fair, local choice): a counter per reason.
+    route_reasons: dict[str, int] = field(default_factory=dict)
+    router_refills: int = 0  # D²LPM per-replica refill rounds
 
     @property
     def decisions(self) -> int:

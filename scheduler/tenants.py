@@ -18,6 +18,21 @@ class TenantAccount:
     queued: int = 0
     inflight: int = 0
     served: float = 0.0
+    average_output: float | None = None  # generated tokens per finished job, moving average
+
+    def observe_output(self, generated: int, alpha: float) -> None:
+        if self.average_output is None:
+            self.average_output = float(generated)
+        else:
+            self.average_output += alpha * (generated - self.average_output)
+
+    def expected_output(self, max_tokens: int) -> int:
+        """What a new job of this tenant will generate: its recent average, at most
+        ``max_tokens``; ``max_tokens`` until one of its jobs has finished."""
+        if self.average_output is None:
+            return max_tokens
+        estimate = math.ceil(self.average_output)
+        return min(estimate, max_tokens) if max_tokens > 0 else estimate
 
 
 class TenantBook:

@@ -161,7 +161,7 @@ class Fairgate(_ProcessGateway):
             "scheduler": {
                 "policy": self.policy,
                 "router": self.router,
-                "max_inflight_per_replica": 4,  # the upstream engine's batch slots
+                "inflight_initial": 4,  # the upstream engine's batch slots
             },
         }
 

@@ -94,7 +94,7 @@ def test_no_models_means_the_embedded_default() -> None:
 
 
 async def test_removing_a_replica_fails_queued_requests_that_cannot_move() -> None:
-    scheduler = Scheduler(SchedulerConfig(max_inflight_per_replica=1))
+    scheduler = Scheduler(SchedulerConfig(inflight_initial=1))
     scheduler.set_tenant("t", 1.0)
     dispatcher = Dispatcher(scheduler)
     dispatcher.add_replica("r0", "m")

@@ -109,7 +109,10 @@ def run_backlog(
             cached = _report(report, rng, spec, sched, job_id)
             sched.first_token(job_id, cached, now)
             true_cached = cached if cached is not None else _predicted(sched, job_id)
-            served[spec.tenant] += (len(spec.prompt) - true_cached) * config.prompt_weight
+            # OSDI'24 VTC charges cached prompt tokens as input too; the others charge w_c.
+            w_c = config.prompt_weight if config.policy == "vtc" else config.cached_prompt_weight
+            uncached = len(spec.prompt) - true_cached
+            served[spec.tenant] += uncached * config.prompt_weight + true_cached * w_c
         elif running[job_id] > 0:
             n = rng.randint(1, running[job_id])
             running[job_id] -= n

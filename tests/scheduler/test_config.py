@@ -7,7 +7,7 @@ def test_defaults_are_the_documented_ones():
     cfg = SchedulerConfig()
     assert (cfg.policy_kind, cfg.router_kind) == (Policy.DLPM, RouterKind.D2LPM)
     assert (cfg.prompt_weight, cfg.completion_weight) == (1.0, 2.0)
-    assert (cfg.max_inflight_per_replica, cfg.max_queued_per_tenant) == (4, 256)
+    assert (cfg.inflight_initial, cfg.inflight_ceiling, cfg.max_queued_per_tenant) == (4, 64, 256)
     assert cfg.cache_tokens_per_replica == 100_000
 
 
@@ -21,13 +21,13 @@ def test_defaults_are_the_documented_ones():
         ("replica_quantum", -1.0),
         ("prompt_weight", -0.5),
         ("completion_weight", float("nan")),
-        ("max_inflight_per_replica", 0),
+        ("inflight_floor", 0),
         ("max_queued_per_tenant", 1.5),
         ("cache_tokens_per_replica", -1),
         ("balance_rel_threshold", 0.9),
         ("cache_threshold", 1.5),
         ("quantum", "big"),
-        ("max_inflight_per_replica", True),
+        ("inflight_initial", True),
     ],
 )
 def test_bad_values_name_their_key(key, value):

@@ -37,7 +37,9 @@ def job(job_id: str, tenant: str = "t", prompt: tuple[int, ...] = (1, 2, 3, 4), 
 
 
 def test_lifecycle_and_accounting():
-    sched = make(max_inflight_per_replica=1, prompt_weight=1.0, completion_weight=2.0)
+    sched = make(
+        inflight_initial=1, inflight_ceiling=max(64, 1), prompt_weight=1.0, completion_weight=2.0
+    )
     sched.arrive(job("a", prompt=tuple(range(10))), 0.0)
     dispatches = sched.admit(0.0)
     assert dispatches == [Dispatch("a", sched.replica_of("a"))]
@@ -59,7 +61,7 @@ def test_lifecycle_and_accounting():
 
 
 def test_prefix_hit_is_predicted_at_admission_and_never_covers_the_last_token():
-    sched = make(router="round_robin", max_inflight_per_replica=4)
+    sched = make(router="round_robin", inflight_initial=4, inflight_ceiling=max(64, 4))
     sched.remove_replica("r2", 0.0)
     sched.arrive(job("a", prompt=(1, 2, 3, 4)), 0.0)
     sched.admit(0.0)
@@ -71,7 +73,7 @@ def test_prefix_hit_is_predicted_at_admission_and_never_covers_the_last_token():
 
 
 def test_inflight_limit_gates_admission_and_can_be_retuned():
-    sched = make(max_inflight_per_replica=2, router="round_robin")
+    sched = make(inflight_initial=2, inflight_ceiling=max(64, 2), router="round_robin")
     for i in range(8):
         sched.arrive(job(f"j{i}"), 0.0)
     assert len(sched.admit(0.0)) == 4
@@ -93,7 +95,7 @@ def test_queue_bound_raises_queue_full_with_a_retry_hint():
 
 
 def test_cancel_queued_and_running_and_unknown():
-    sched = make(max_inflight_per_replica=1, router="round_robin")
+    sched = make(inflight_initial=1, inflight_ceiling=max(64, 1), router="round_robin")
     sched.remove_replica("r2", 0.0)
     sched.arrive(job("a"), 0.0)
     sched.arrive(job("b"), 0.0)
@@ -150,7 +152,7 @@ def test_replica_registration_errors():
 
 
 def test_removing_a_replica_reroutes_its_queue_and_fails_what_cannot_move():
-    sched = make(router="round_robin", max_inflight_per_replica=1)
+    sched = make(router="round_robin", inflight_initial=1, inflight_ceiling=max(64, 1))
     for i in range(6):
         sched.arrive(job(f"j{i}", exclude=frozenset({"r2"}) if i == 4 else frozenset()), 0.0)
     sched.admit(0.0)  # j0 runs on r1, j1 runs on r2
@@ -167,7 +169,7 @@ def test_removing_a_replica_reroutes_its_queue_and_fails_what_cannot_move():
 
 
 def test_unhealthy_replica_hands_its_queue_over_or_keeps_it_until_recovery():
-    sched = make(router="round_robin", max_inflight_per_replica=1)
+    sched = make(router="round_robin", inflight_initial=1, inflight_ceiling=max(64, 1))
     for i in range(4):
         sched.arrive(job(f"j{i}"), 0.0)  # r1: j0 j2, r2: j1 j3
     sched.set_replica_health("r1", False, 0.0)
@@ -208,7 +210,7 @@ SCRIPT = textwrap.dedent("""
     out = []
     for policy in ("fcfs", "vtc", "lpm", "dlpm"):
         sched = Scheduler(SchedulerConfig(policy=policy, router="d2lpm",
-                                          max_inflight_per_replica=2))
+                                          inflight_initial=2, inflight_ceiling=max(64, 2)))
         for r in ("r1", "r2", "r3"):
             sched.add_replica(r, "m", cache_tokens=60)
         for i in range(150):

@@ -16,25 +16,26 @@ def tail(n: int, start: int) -> tuple[int, ...]:
 
 
 def test_hand_worked_example():
-    """Two replicas R1, R2; Q_w = 100; w_p = 1. Deficits are written A:(R1, R2).
+    """Two replicas R1, R2; Q_w = 100; w_p = 1, w_q = 2. Deficits are written A:(R1, R2).
+    Routing charges the expected work: uncached prompt + expected output * w_q (a tenant with no
+    finished job is expected to use its max_tokens, here 1: +2 per job).
 
-    0. W sends w0 = P (40 tokens). No replica caches anything; W has no credit anywhere, so W
-       is refilled to (100, 100). Every replica ties on the longest match (0) and both have
-       credit: shortest queue, tie to the first: R1. W is charged 40 uncached tokens on R1:
-       W:(60, 100). w0 is admitted; R1 now caches P. w0 streams 5 tokens (x w_q = 2): W:(50, 100).
-    1. A sends a1 = P + 20 new tokens. A has no credit: refilled to (100, 100). Longest match
-       is R1 (40 vs 0), where A has credit: R1. Charged 60 - 40 = 20: A:(80, 100).
-    2. A sends a2 = P + 90. R1 again (longest, credit 80). Charged 90: A:(-10, 100).
-    3. A sends a3 = P + 10. R1 holds the prefix but A has no credit there; the fallback is a
-       replica where A has credit: R2 (match 0). Charged all 50 tokens: A:(-10, 50).
+    0. W sends w0 = P (40 tokens, max_tokens 5). No credit anywhere: W is refilled to
+       (100, 100); nothing matches, R1 (first of equals). Charged 40 + 5 * 2: W:(50, 100). It
+       runs, streams its 5 tokens and finishes: expected = actual, nothing to settle.
+    1. A sends a1 = P + 20 new tokens. A is refilled to (100, 100). Longest match is R1 (40 vs
+       0), where A has credit: R1. Charged 20 + 2: A:(78, 100).
+    2. A sends a2 = P + 90. R1 again (longest, credit 78). Charged 92: A:(-14, 100).
+    3. A sends a3 = P + 10. R1 holds the prefix but A has no credit there; it is placed where
+       it has credit: R2 (match 0). Charged 50 + 2: A:(-14, 48).
     4. B sends b1 = P + 10. B is refilled to (100, 100) and goes to R1 for locality, although
-       R1's queue (a1, a2) is longer than R2's (a3): a difference of 1 is no imbalance.
-       Charged 10: B:(90, 100).
-    5. A sends a4 = P + 60. R1 has the prefix, A has no credit there: R2. Charged 100:
-       A:(-10, -50).
-    6. A sends a5 = P + 5. A has credit nowhere: refill. One round of 100 turns R1 positive
-       (-10 -> 90) so one round is given to both: A:(90, 50). Longest match with credit: R1.
-       Charged 5: A:(85, 50).
+       R1 holds more queued work (126 vs 52): less than Q_w = 100 more is no overload.
+       Charged 12: B:(88, 100).
+    5. A sends a4 = P + 60. R1 has the prefix, A has no credit there: R2. Charged 102:
+       A:(-14, -54).
+    6. A sends a5 = P + 5. A has credit nowhere: refill. One round of 100 turns R1 positive,
+       so one round is given to both: A:(86, 46). Longest match with credit: R1. Charged 7:
+       A:(79, 46).
 
     So the heavy tenant A follows its prefix until it has used its share of R1, then spills to
     R2, while B keeps its locality on R1.
@@ -46,7 +47,8 @@ def test_hand_worked_example():
             replica_quantum=100.0,
             prompt_weight=1.0,
             completion_weight=2.0,
-            max_inflight_per_replica=8,
+            inflight_initial=8,
+            inflight_ceiling=max(64, 8),
         )
     )
     sched.add_replica("R1", "m")
@@ -57,7 +59,7 @@ def test_hand_worked_example():
         return deficits["R1"], deficits["R2"]
 
     assert sched.arrive(Job("w0", "W", "m", P, 5), 0.0) == "R1"
-    assert credit("W") == (60, 100)
+    assert credit("W") == (50, 100)
     assert [d.job_id for d in sched.admit(0.0)] == ["w0"]
     sched.first_token("w0", 0, 0.1)
     sched.tokens("w0", 5, 0.2)
@@ -67,16 +69,18 @@ def test_hand_worked_example():
     sched.set_inflight_limit("R2", 1)
 
     steps = [
-        ("a1", "A", P + tail(20, 100), "R1", (80, 100)),
-        ("a2", "A", P + tail(90, 200), "R1", (-10, 100)),
-        ("a3", "A", P + tail(10, 300), "R2", (-10, 50)),
-        ("b1", "B", P + tail(10, 400), "R1", (90, 100)),
-        ("a4", "A", P + tail(60, 500), "R2", (-10, -50)),
-        ("a5", "A", P + tail(5, 600), "R1", (85, 50)),
+        ("a1", "A", P + tail(20, 100), "R1", (78, 100)),
+        ("a2", "A", P + tail(90, 200), "R1", (-14, 100)),
+        ("a3", "A", P + tail(10, 300), "R2", (-14, 48)),
+        ("b1", "B", P + tail(10, 400), "R1", (88, 100)),
+        ("a4", "A", P + tail(60, 500), "R2", (-14, -54)),
+        ("a5", "A", P + tail(5, 600), "R1", (79, 46)),
     ]
     for job_id, tenant, prompt, replica, deficits in steps:
         assert sched.arrive(Job(job_id, tenant, "m", prompt, 1), 1.0) == replica, job_id
         assert credit(tenant) == deficits, job_id
+    reasons = sched.stats().route_reasons
+    assert reasons == {"place": 3, "locality": 4}, reasons  # w0, a3, a4 matched nowhere
 
 
 @dataclass
@@ -88,6 +92,12 @@ class FakeReplica:
     def load(self) -> int:
         return self.queued
 
+    def work(self) -> float:
+        return 100.0 * self.queued
+
+    def cache_room(self) -> int:
+        return 1_000
+
     def prefix_match(self, job: Job) -> int:
         return self.hit
 
@@ -97,11 +107,14 @@ class FakeReplica:
 
 def test_too_uneven_queues_fall_back_to_least_load():
     router = D2LPM(
-        SchedulerConfig(balance_abs_threshold=8, balance_rel_threshold=1.5), TenantBook()
+        SchedulerConfig(balance_abs_threshold=800, balance_rel_threshold=1.5), TenantBook()
     )
     job = Job("j", "t", "m", tuple(range(50)), 1)
     reps = [FakeReplica("hot", 20, hit=50), FakeReplica("cold", 2)]
-    assert router.route(job, reps).replica_id == "cold"
+    assert router.route(job, reps).replica_id == "cold"  # 2,000 vs 200 queued work
+    assert router.reasons == {"guard": 1}
+    near = [FakeReplica("hot", 9, hit=50), FakeReplica("cold", 2)]  # 900 vs 200: no overload
+    assert router.route(job, near).replica_id == "hot"
 
 
 def test_weights_scale_the_refill():

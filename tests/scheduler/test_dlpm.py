@@ -46,7 +46,8 @@ def test_service_gap_of_two_backlogged_tenants_is_within_2_u_plus_q(
         policy="dlpm",
         router="round_robin",
         quantum=quantum,
-        max_inflight_per_replica=1,
+        inflight_initial=1,
+        inflight_ceiling=max(64, 1),
         max_queued_per_tenant=1000,
     )
     work = specs(rng, ["a", "b"], per_tenant, max_prompt=40, max_output=30)
@@ -72,7 +73,8 @@ def test_with_k_slots_the_bound_is_2_ku_plus_q(backlog, specs, seed, slots, per_
         policy="dlpm",
         router="round_robin",
         quantum=quantum,
-        max_inflight_per_replica=slots,
+        inflight_initial=slots,
+        inflight_ceiling=max(64, slots),
         max_queued_per_tenant=1000,
     )
     work = specs(rng, ["a", "b"], per_tenant, max_prompt=30, max_output=20)
@@ -85,7 +87,8 @@ def test_two_to_one_weights_give_two_to_one_service(backlog, spec):
         policy="dlpm",
         router="round_robin",
         quantum=100.0,
-        max_inflight_per_replica=1,
+        inflight_initial=1,
+        inflight_ceiling=max(64, 1),
         max_queued_per_tenant=1000,
     )
     rng = random.Random(11)
@@ -156,7 +159,8 @@ def test_idle_tenant_returning_alternates_instead_of_bursting():
             policy="dlpm",
             router="round_robin",
             quantum=25.0,
-            max_inflight_per_replica=1,
+            inflight_initial=1,
+            inflight_ceiling=max(64, 1),
             max_queued_per_tenant=1000,
         )
     )

@@ -74,8 +74,8 @@ def test_the_calls_the_gateway_makes():
         "replica_quantum",
         "prompt_weight",
         "completion_weight",
-        "max_inflight_per_replica",
-        "max_queued_per_tenant",
-        "cache_tokens_per_replica",
-        "balance_abs_threshold",
+        "cached_prompt_weight",
+        "inflight_initial",
+        "inflight_floor",
+        "inflight_ceiling",
     ]

@@ -23,7 +23,8 @@ def _cluster(policy: str, scope: str) -> Scheduler:
             policy=policy,
             router="round_robin",
             fairness_scope=scope,
-            max_inflight_per_replica=1,
+            inflight_initial=1,
+            inflight_ceiling=max(64, 1),
             quantum=10.0,
         )
     )

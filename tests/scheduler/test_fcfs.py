@@ -3,7 +3,9 @@ from fairgate.scheduler import Job, Scheduler, SchedulerConfig
 
 def test_admits_in_arrival_order_across_tenants():
     sched = Scheduler(
-        SchedulerConfig(policy="fcfs", router="round_robin", max_inflight_per_replica=1)
+        SchedulerConfig(
+            policy="fcfs", router="round_robin", inflight_initial=1, inflight_ceiling=max(64, 1)
+        )
     )
     sched.add_replica("r", "m")
     for i, tenant in enumerate("abbbab"):

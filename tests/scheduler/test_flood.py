@@ -35,7 +35,8 @@ def test_dlpm_keeps_light_tenants_at_an_equal_share(backlog, spec):
         policy="dlpm",
         router="round_robin",
         quantum=64.0,
-        max_inflight_per_replica=1,
+        inflight_initial=1,
+        inflight_ceiling=max(64, 1),
         max_queued_per_tenant=1000,
     )
     work = _work(spec)
@@ -49,7 +50,11 @@ def test_dlpm_keeps_light_tenants_at_an_equal_share(backlog, spec):
 
 def test_fcfs_starves_them(backlog, spec):
     config = SchedulerConfig(
-        policy="fcfs", router="round_robin", max_inflight_per_replica=1, max_queued_per_tenant=1000
+        policy="fcfs",
+        router="round_robin",
+        inflight_initial=1,
+        inflight_ceiling=max(64, 1),
+        max_queued_per_tenant=1000,
     )
     trace = backlog(config, TENANTS, _work(spec), random.Random(1), report="random")
     share = sum(trace.served.values()) / 3

@@ -44,7 +44,8 @@ def test_service_gap_of_two_backlogged_tenants_is_within_2u(
     config = SchedulerConfig(
         policy="vtc",
         router="round_robin",
-        max_inflight_per_replica=1,
+        inflight_initial=1,
+        inflight_ceiling=max(64, 1),
         completion_weight=w_q,
         max_queued_per_tenant=1000,
     )
@@ -64,7 +65,8 @@ def test_with_k_slots_the_bound_is_2ku(backlog, specs, seed, slots, per_tenant):
     config = SchedulerConfig(
         policy="vtc",
         router="round_robin",
-        max_inflight_per_replica=slots,
+        inflight_initial=slots,
+        inflight_ceiling=max(64, slots),
         max_queued_per_tenant=1000,
     )
     work = specs(rng, ["a", "b"], per_tenant, max_prompt=30, max_output=20)
@@ -74,7 +76,11 @@ def test_with_k_slots_the_bound_is_2ku(backlog, specs, seed, slots, per_tenant):
 
 def test_two_to_one_weights_give_two_to_one_service(backlog, spec):
     config = SchedulerConfig(
-        policy="vtc", router="round_robin", max_inflight_per_replica=1, max_queued_per_tenant=1000
+        policy="vtc",
+        router="round_robin",
+        inflight_initial=1,
+        inflight_ceiling=max(64, 1),
+        max_queued_per_tenant=1000,
     )
     rng = random.Random(7)
     work = [
@@ -127,7 +133,8 @@ def test_an_idle_tenant_accrues_no_burst_credit():
         SchedulerConfig(
             policy="vtc",
             router="round_robin",
-            max_inflight_per_replica=1,
+            inflight_initial=1,
+            inflight_ceiling=max(64, 1),
             max_queued_per_tenant=1000,
         )
     )
