@@ -115,6 +115,7 @@ class Fleet:
         )
         self.configs = [m for m in config.models if m.provider == "vllm"]
         self.pending: set[str] = {m.name for m in self.configs}
+        self.failed: dict[str, str] = {}  # model -> why it could not be prepared
         self.draining: dict[str, RayVllmReplica] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._lock = asyncio.Lock()
@@ -158,8 +159,9 @@ class Fleet:
         try:
             resolved = await resolve_model(config, self.runtime.config.data_dir)
             model = await asyncio.to_thread(self.runtime._build_model, resolved)
-        except Exception:
+        except Exception as error:
             log.exception("model %s could not be prepared", config.name)
+            self.failed[config.name] = f"could not be prepared: {error}".splitlines()[0][:300]
             return None
         self.runtime.add_model(model)
         self.pending.discard(config.name)

@@ -12,6 +12,7 @@ import uvicorn
 from fairgate.gateway.app import create_app
 from fairgate.gateway.auth import KeyStore
 from fairgate.gateway.config import Config
+from fairgate.gateway.model_check import check_models
 
 log = logging.getLogger("fairgate")
 DEFAULT_KEY_FILE = "default-api-key"
@@ -49,6 +50,7 @@ def ensure_default_tenant(config: Config) -> None:
 
 def serve(config: Config, *, host: str | None, port: int | None, log_level: str) -> int:
     setup_logging(log_level)
+    check_models(config)  # a broken model folder ends the start here (exit 2)
     config.data_dir.mkdir(parents=True, exist_ok=True)
     ensure_default_tenant(config)
     app = create_app(config)

@@ -6,7 +6,12 @@ runs next to its engine on whichever node Ray placed it. Its states::
     IDLE ──start()──▶ STARTING ──healthy + warm-up──▶ RUNNING
                         │  ▲                             │ engine exited / stopped answering
                         │  └──────── RESTARTING ◀────────┘ (after a back-off)
-                        └─ 3 failed starts in a row ──▶ FAILED      any ──stop()──▶ STOPPED
+                        └─ failed start ──▶ RESTARTING (back-off doubling up to 5 min)
+                                                           any ──stop()──▶ STOPPED
+
+An engine that cannot start is retried for as long as it is wanted: a cause outside it (a
+full disk, memory taken by another process, a CPU quirk) can go away. ``status()`` names the
+last error and when the next try is due, so an operator sees why it is not ready.
 
 A restarted engine listens on a new port; ``status().url`` always names the live one.
 """
@@ -44,7 +49,6 @@ from fairgate.replicas.vllm_process import (
 
 log = logging.getLogger("fairgate.engine")
 
-MAX_FAILED_STARTS = 3
 START_TIMEOUT_S = 900.0
 WARMUP_TIMEOUT_S = 300.0
 # The engine is declared dead, while its process is still there (a dead EngineCore, a hung
@@ -52,7 +56,17 @@ WARMUP_TIMEOUT_S = 300.0
 # out (5 s each: a saturated engine answers late but is alive, so give it minutes).
 UNHEALTHY_PROBES = 10
 SLOW_PROBES = 24
-BACKOFF_S = (1.0, 2.0, 5.0, 10.0, 30.0)
+BACKOFF_FIRST_S = 1.0
+BACKOFF_CAP_S = 300.0
+
+
+def backoff_s(failed_starts: int) -> float:
+    """The wait before the next try: 1, 2, 4, ... seconds, capped at five minutes.
+
+    >>> [backoff_s(n) for n in (0, 1, 2, 3, 12)]
+    [1.0, 1.0, 2.0, 4.0, 300.0]
+    """
+    return float(min(BACKOFF_FIRST_S * 2 ** max(failed_starts - 1, 0), BACKOFF_CAP_S))
 
 
 class EngineState(Enum):
@@ -86,6 +100,8 @@ class EngineStatus:
     warmup_s: float | None
     running_since: float | None  # wall clock
     error: str | None
+    failed_starts: int  # in a row, since the engine last ran
+    next_retry_at: float | None  # wall clock; None unless waiting to try again
     log_path: str | None
     node_ip: str
     cores: str | None
@@ -148,6 +164,8 @@ class EngineHost:
         self.running_since: float | None = None
         self.max_model_len: int | None = None
         self.error: str | None = None
+        self.failed_starts = 0
+        self.next_retry_at: float | None = None
         self._clock = clock
         self._command = command  # a stand-in server in tests
         self._task: asyncio.Task[None] | None = None
@@ -185,6 +203,8 @@ class EngineHost:
             warmup_s=self.warmup_s,
             running_since=self.running_since,
             error=self.error,
+            failed_starts=self.failed_starts,
+            next_retry_at=self.next_retry_at,
             log_path=str(self.log_path),
             node_ip=self.placement.node_ip,
             cores=self.cores,
@@ -194,33 +214,34 @@ class EngineHost:
 
     # -- supervision -------------------------------------------------------------------
     async def _supervise(self) -> None:
-        failed_starts = 0
         while True:
             try:
                 await self._launch()
-                failed_starts = 0
+                self.failed_starts = 0
                 reason = await self._watch()
             except StartFailed as failure:
-                failed_starts += 1
+                self.failed_starts += 1
                 reason = str(failure)
             await self._stop_process()
             self.url = None
             self.running_since = None
             self.error = reason
-            if failed_starts >= MAX_FAILED_STARTS:
-                self.state = EngineState.FAILED
-                log.error(
-                    "engine %s failed to start %d times: %s",
-                    self.log_path.stem,
-                    failed_starts,
-                    reason,
-                )
-                return
             self.state = EngineState.RESTARTING
             self.restarts += 1
-            delay = BACKOFF_S[min(failed_starts, len(BACKOFF_S) - 1)]
-            log.warning("engine %s: %s; restarting in %.0f s", self.log_path.stem, reason, delay)
+            delay = backoff_s(self.failed_starts)
+            self.next_retry_at = time.time() + delay
+            level = logging.ERROR if self.failed_starts > 1 else logging.WARNING
+            log.log(
+                level,
+                "engine %s: %s; try %d in %.0f s (log: %s)",
+                self.log_path.stem,
+                reason,
+                self.failed_starts + 1,
+                delay,
+                self.log_path,
+            )
             await asyncio.sleep(delay)
+            self.next_retry_at = None
             self.state = EngineState.STARTING
 
     async def _launch(self) -> None:

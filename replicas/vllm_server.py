@@ -16,7 +16,7 @@ HIDDEN = hide_broken_extensions(lambda message: print(f"fairgate: {message}", fl
 def main() -> None:
     from vllm.entrypoints.launchers.api_server.entry import main as serve
 
-    serve()
+    serve()  # type: ignore[no-untyped-call]
 
 
 if __name__ == "__main__":

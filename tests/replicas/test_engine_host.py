@@ -6,6 +6,7 @@ import asyncio
 import os
 import signal
 import sys
+import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -30,7 +31,8 @@ def fake_command(*extra: str) -> Callable[..., list[str]]:
 
 @pytest.fixture(autouse=True)
 def quick_backoff(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(engine_host, "BACKOFF_S", (0.05,))
+    monkeypatch.setattr(engine_host, "BACKOFF_FIRST_S", 0.05)
+    monkeypatch.setattr(engine_host, "BACKOFF_CAP_S", 0.2)
 
 
 @pytest.fixture
@@ -91,7 +93,7 @@ async def test_stop_leaves_nothing_running(host: EngineHost) -> None:
     assert group_pids(pid) == []
 
 
-async def test_an_engine_that_cannot_start_fails_after_three_tries(tmp_path: Path) -> None:
+async def test_an_engine_that_cannot_start_is_retried_with_growing_backoff(tmp_path: Path) -> None:
     engine = EngineHost(
         SPEC,
         Placement(index=0, log_dir=str(tmp_path)),
@@ -99,12 +101,28 @@ async def test_an_engine_that_cannot_start_fails_after_three_tries(tmp_path: Pat
         command=fake_command("--exit-after", "0"),
     )
     await engine.start()
-    await wait_state(engine, EngineState.FAILED)
+    deadline = time.monotonic() + 60
+    while engine.status().failed_starts < 5 and time.monotonic() < deadline:
+        await asyncio.sleep(0.02)
     status = engine.status()
-    assert status.starts == engine_host.MAX_FAILED_STARTS and status.url is None
-    assert "exited with code 3" in (status.error or "")
+    assert status.failed_starts >= 5 and status.starts >= 5  # never given up
+    assert status.state in (EngineState.RESTARTING, EngineState.STARTING)
+    assert status.url is None and "exited with code 3" in (status.error or "")
     assert status.cores is None  # no pinning on a GPU build
+    while engine.status().next_retry_at is None and time.monotonic() < deadline:
+        await asyncio.sleep(0.01)
+    waiting = engine.status()
+    assert waiting.next_retry_at is not None
+    assert 0 < waiting.next_retry_at - time.time() <= engine_host.BACKOFF_CAP_S
     await engine.stop()
+    assert engine.status().state is EngineState.STOPPED
+
+
+def test_backoff_doubles_up_to_its_cap() -> None:
+    first, cap = engine_host.BACKOFF_FIRST_S, engine_host.BACKOFF_CAP_S  # patched small here
+    delays = [engine_host.backoff_s(n) for n in range(1, 14)]
+    assert delays[:3] == [first, 2 * first, 4 * first]
+    assert delays == sorted(delays) and delays[-1] == cap
 
 
 def test_spec_key_changes_with_what_changes_the_engine() -> None:
