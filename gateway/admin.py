@@ -100,4 +100,10 @@ def describe(runtime: Runtime) -> dict[str, Any]:
             "replicas": replicas,
         }
     pending = sorted(runtime.fleet.pending) if runtime.fleet is not None else []
-    return {"ready": runtime.ready(), "pending_models": pending, "models": models}
+    failed = dict(runtime.fleet.failed) if runtime.fleet is not None else {}
+    return {
+        "ready": runtime.ready(),
+        "pending_models": pending,
+        "failed_models": failed,
+        "models": models,
+    }

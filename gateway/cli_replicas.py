@@ -89,9 +89,28 @@ def render_table(data: dict[str, Any], now: float | None = None) -> str:
                     f"{now - since:.0f}s" if since else "-",
                 )
             )
+    failed = data.get("failed_models") or {}
     for name in data.get("pending_models", []):
-        rows.append((name, "-", "preparing", "-", "-", "-", "-", "-", "-"))
+        rows.append((name, "-", "failed" if name in failed else "preparing", *["-"] * 6))
     widths = [max(len(row[i]) for row in rows) for i in range(len(COLUMNS))]
     lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)) for row in rows]
+    lines += problems(data, failed, now)
     lines.append(f"ready: {'yes' if data.get('ready') else 'no'}")
     return "\n".join(line.rstrip() for line in lines)
+
+
+def problems(data: dict[str, Any], failed: dict[str, str], now: float) -> list[str]:
+    """One line per replica whose engine reported an error, and per model that failed."""
+    lines = [f"{name}: {reason}" for name, reason in sorted(failed.items())]
+    for entry in data.get("models", {}).values():
+        for replica in entry.get("replicas", []):
+            engine = replica.get("engine") or {}
+            if not engine.get("error") or engine.get("state") == "running":
+                continue
+            line = f"{replica.get('replica')}: {engine['error']}"
+            if engine.get("next_retry_at"):
+                line += f"; next try in {max(engine['next_retry_at'] - now, 0):.0f}s"
+            if engine.get("log_path"):
+                line += f" (log: {engine['log_path']})"
+            lines.append(line)
+    return lines

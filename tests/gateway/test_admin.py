@@ -149,9 +149,13 @@ def test_replica_table() -> None:
                                    "running_since": 100.0},
                     },
                     {"replica": "tiny-1", "health": "draining", "url": None},
+                    {"replica": "tiny-2", "health": "unhealthy", "url": None,
+                     "engine": {"state": "restarting", "error": "exited with code -4",
+                                "next_retry_at": 190.0, "log_path": "/logs/tiny-2.log"}},
                 ]
             }
         },
+        "failed_models": {"later": "could not be prepared: no such tokenizer"},
     }  # fmt: skip
     lines = render_table(data, now=130.0).splitlines()
     assert lines[0].split() == [
@@ -161,7 +165,10 @@ def test_replica_table() -> None:
         "tiny", "tiny-0", "healthy", "running", "http://127.0.0.1:1", "42", "1", "2", "30s",
     ]  # fmt: skip
     assert lines[2].split()[:4] == ["tiny", "tiny-1", "draining", "-"]
-    assert lines[3].split()[:3] == ["later", "-", "preparing"]
+    assert lines[3].split()[:4] == ["tiny", "tiny-2", "unhealthy", "restarting"]
+    assert lines[4].split()[:3] == ["later", "-", "failed"]
+    assert lines[5] == "later: could not be prepared: no such tokenizer"
+    assert lines[6] == "tiny-2: exited with code -4; next try in 60s (log: /logs/tiny-2.log)"
     assert lines[-1] == "ready: yes"
 
 
