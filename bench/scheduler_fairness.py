@@ -16,7 +16,7 @@ import random
 import statistics
 import time
 
-from bench.sim import SCENARIOS, CostModel, SimConfig, SimResult, simulate
+from bench.sim import GPU_LIKE, SCENARIOS, CostModel, SimConfig, SimResult, simulate
 from bench.sim.workload import Request
 from fairgate.scheduler import Policy, RouterKind, SchedulerConfig
 
@@ -28,16 +28,19 @@ def run(
         policy=policy,
         router=router,
         fairness_scope=scope,
-        max_inflight_per_replica=cost.batch_slots,
+        inflight_initial=cost.max_num_seqs,
+        inflight_ceiling=max(64, cost.max_num_seqs),
     )
-    return simulate(SimConfig(config, replicas=replicas, cost=cost), requests)
+    return simulate(
+        SimConfig(config, replicas=replicas, cost=cost, adaptive_admission=False), requests
+    )
 
 
 def table(name: str, requests: list[Request], replicas: int, cost: CostModel) -> None:
     tenants = sorted({r.tenant for r in requests})
     print(
         f"\n== {name}: {len(requests)} requests, {len(tenants)} tenants, {replicas} replicas "
-        f"x {cost.batch_slots} slots, mean prompt "
+        f"x {cost.max_num_seqs} slots, mean prompt "
         f"{statistics.mean(len(r.prompt) for r in requests):.0f} tokens =="
     )
     head = (
@@ -53,7 +56,7 @@ def table(name: str, requests: list[Request], replicas: int, cost: CostModel) ->
         res = run(requests, policy, router, scope, replicas, cost)
         shares = [res.tenants[t].service / res.tenants[t].weight for t in tenants]
         fair = sum(shares) / len(shares)
-        ttft = statistics.median(x for t in res.tenants.values() for x in t.ttft)
+        ttft = statistics.median([x for t in res.tenants.values() for x in t.ttft] or [0.0])
         print(
             f"{policy:6} {router:12} {scope:8} "
             + " ".join(f"{res.tenants[t].service / 1e3:9.1f}" for t in tenants)
@@ -69,7 +72,7 @@ def main() -> None:
     parser.add_argument("--duration", type=float, default=60.0)
     parser.add_argument("--replicas", type=int, default=4)
     args = parser.parse_args()
-    cost = CostModel()
+    cost = GPU_LIKE
     started = time.perf_counter()
     names = list(SCENARIOS) if args.scenario == "all" else [args.scenario]
     for name in names:

@@ -15,7 +15,9 @@ queued jobs follow one prefix on credit they have already spent. A job goes:
    SGLang's router), the least loaded in work among ties: "locality" when that is the
    cluster's longest match, "spill" when the longest is on a replica it has no credit on;
 3. a prefix cached nowhere is "placed" where it fits in the prefix index without evicting,
-   so that each tenant's hot prefix stays resident while the caches can hold them all;
+   so that each tenant's hot prefix stays resident while the caches can hold them all; and a
+   tenant out of credit where its prefix is cached stays there ("kept") when every replica it
+   has credit on would have to evict to take it (its local queue still orders it fairly);
 4. the load guard overrides that choice ("guard") only for real overload: the chosen
    replica's queued work exceeds the least loaded one's by more than ``work_gap`` weighted
    tokens and by ``balance_rel_threshold`` times.
@@ -54,6 +56,11 @@ class D2LPM(Router):
             for m, c in zip(matches, candidates, strict=True)
             if credit.get(c.replica_id, 0.0) > 0
         ]
+        if best > 0 and not any(m or c.cache_room() >= len(job.prompt) for m, c in positive):
+            # Spilling would evict some tenant's resident prefix: stay with the cached one.
+            reason = "kept"
+            choice = least_work([c for m, c in zip(matches, candidates, strict=True) if m == best])
+            return self._guard(reason, choice, candidates)
         best_positive = max(m for m, _ in positive)
         pool = [c for m, c in positive if m == best_positive]
         if best_positive > 0:
@@ -61,6 +68,10 @@ class D2LPM(Router):
             choice = least_work(pool)
         else:
             reason, choice = "place", _place(job, pool)
+        return self._guard(reason, choice, candidates)
+
+    def _guard(self, reason: str, choice: C, candidates: Sequence[C]) -> C:
+        cfg = self.config
         if len(candidates) > 1 and overloaded(
             choice, candidates, cfg.work_gap, cfg.balance_rel_threshold
         ):

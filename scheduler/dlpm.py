@@ -54,7 +54,19 @@ class DLPM(LocalPolicy):
     def push(self, record: JobRecord) -> None:
         if self.ledger.enter(record.tenant):
             self._cap(record.tenant)
+            self._lift(record.tenant)
         self._queue.add(record)
+
+    def _lift(self, tenant: str) -> None:
+        """A tenant that becomes backlogged joins the round where the best-placed backlogged
+        tenant stands (its debt kept), rather than waiting for everyone's credit to run out
+        (VTC's counter lift, in deficits): with a quantum worth many small jobs, a
+        closed-loop tenant would otherwise wait a whole round at each return."""
+        others = [self._deficits.get(t, 0.0) for t in self.ledger.backlogged() if t != tenant]
+        lead = max(others, default=0.0)
+        if lead > 0:
+            grant = self.quantum * self.tenants.weight(tenant)
+            self._deficits[tenant] = min(grant, self._deficits.get(tenant, 0.0) + lead)
 
     def remove(self, job_id: str) -> JobRecord:
         record = self._queue.remove(job_id)

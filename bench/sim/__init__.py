@@ -1,11 +1,14 @@
 """sim: a discrete-event simulator that drives the real ``scheduler.Scheduler`` with modelled
-engines (``engine``) and synthetic multi-tenant workloads (``workload``)."""
+engines (``engine``, the ``sim`` provider's engine model) and seeded multi-tenant workloads
+(``workload``)."""
 
-from bench.sim.engine import CostModel, Engine
-from bench.sim.simulator import SimConfig, SimResult, Simulation, TenantResult, simulate
+from bench.sim.engine import GPU_LIKE, CostModel, Engine
+from bench.sim.metrics import SimResult, TenantResult, jain, percentile
+from bench.sim.simulator import SimConfig, Simulation, simulate
 from bench.sim.workload import SCENARIOS, Request, TenantLoad, flood, generate, shared_prefix
 
 __all__ = [
+    "GPU_LIKE",
     "SCENARIOS",
     "CostModel",
     "Engine",
@@ -17,6 +20,8 @@ __all__ = [
     "TenantResult",
     "flood",
     "generate",
+    "jain",
+    "percentile",
     "shared_prefix",
     "simulate",
 ]

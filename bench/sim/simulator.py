@@ -1,22 +1,30 @@
 """The discrete-event simulator: the real ``Scheduler`` driving modelled engines.
 
 Events are request arrivals and engine step ends, in time order. At every event the simulator
-calls ``Scheduler.admit`` and hands dispatched jobs to their replica's engine; at every step
-end it reports what the engine did with the same calls the gateway makes (``first_token``
-with the engine's cached count, ``tokens`` in streamed chunks, ``finish``). So the decisions
+calls ``Scheduler.admit`` and hands dispatched jobs to their replica's engine
+(``replicas.engine_model``, the engine of the ``sim`` provider); at every step end it reports
+what the engine did with the calls the gateway makes (``first_token`` with the engine's cached
+count, ``tokens`` in streamed chunks, ``finish``), and, under adaptive admission, the engine's
+running/waiting counts through ``tune_inflight_limit`` as the gateway does. So the decisions
 measured here are the decisions production makes.
 
-Fairness is measured on the engine's truth (uncached prompt tokens at the first token,
-generated tokens as they are produced), within the arrival window, when every tenant of the
-shipped scenarios is backlogged.
+Requests of one *session* (multi-turn chat, a tree of thought, a closed-loop client) run one
+after the other: the next arrives ``think`` seconds after the previous one finished. No
+request starts after the window; those running finish (their latency counts, their service
+after the window does not).
+
+Fairness is measured on the engine's truth: uncached prompt tokens * w_p + cached * w_c at the
+first token, generated tokens * w_q as they are produced, inside the window.
 """
 
 from __future__ import annotations
 
 import heapq
+from collections import defaultdict
 from dataclasses import dataclass, field
 
-from bench.sim.engine import CostModel, Engine, StepOutput
+from bench.sim.engine import CostModel, Engine, Step
+from bench.sim.metrics import SimResult, TenantResult
 from bench.sim.workload import Request
 from fairgate.scheduler import Job, QueueFull, Scheduler, SchedulerConfig, tune_inflight_limit
 
@@ -30,51 +38,9 @@ class SimConfig:
     cost: CostModel = field(default_factory=CostModel)
     weights: dict[str, float] = field(default_factory=dict)
     report_every: int = 8  # generated tokens per Scheduler.tokens() call, like an SSE chunk
-    adaptive_admission: bool = False
-
-
-@dataclass(slots=True)
-class TenantResult:
-    tenant: str
-    weight: float = 1.0
-    sent: int = 0
-    rejected: int = 0
-    completed: int = 0
-    service: float = 0.0  # weighted tokens served inside the window
-    generated: int = 0  # tokens generated inside the window
-    ttft: list[float] = field(default_factory=list)
-
-    def ttft_p(self, q: float) -> float:
-        if not self.ttft:
-            return float("nan")
-        ordered = sorted(self.ttft)
-        return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
-
-
-@dataclass(slots=True)
-class SimResult:
-    tenants: dict[str, TenantResult]
-    window: float
-    makespan: float
-    prompt_tokens: int
-    cached_tokens: int
-    decisions: int
-
-    @property
-    def throughput(self) -> float:
-        """Generated tokens per second inside the window."""
-        return sum(t.generated for t in self.tenants.values()) / self.window
-
-    @property
-    def hit_ratio(self) -> float:
-        return self.cached_tokens / self.prompt_tokens if self.prompt_tokens else 0.0
-
-    @property
-    def jain(self) -> float:
-        """Jain's index of weight-normalised service: 1 is perfectly fair, 1/n is one tenant."""
-        xs = [t.service / t.weight for t in self.tenants.values()]
-        total = sum(xs)
-        return total * total / (len(xs) * sum(x * x for x in xs)) if total else 1.0
+    adaptive_admission: bool = True  # the gateway's default
+    window: float | None = None  # default: the last open-loop arrival
+    bucket_s: float = 5.0  # resolution of the service series and the service gap
 
 
 _ARRIVAL, _STEP_END = 0, 1
@@ -83,8 +49,7 @@ _ARRIVAL, _STEP_END = 0, 1
 class Simulation:
     def __init__(self, config: SimConfig, requests: list[Request]) -> None:
         self.config = config
-        self.requests = requests
-        self.window = max((r.at for r in requests), default=0.0)
+        self.window = config.window or max((r.at for r in requests), default=0.0) or 1.0
         self.scheduler = Scheduler(config.scheduler)
         self.engines: dict[str, Engine] = {}
         for i in range(config.replicas):
@@ -97,14 +62,28 @@ class Simulation:
             self.scheduler.set_tenant(tenant, weight)
             self.tenants[tenant] = TenantResult(tenant, weight)
         self._by_id = {r.request_id: r for r in requests}
+        self._next: dict[str, Request] = {}  # session follow-ups, by the previous request's id
+        first: dict[str, Request] = {}
+        self._starts: list[Request] = []
+        for r in requests:
+            if r.session and r.session in first:
+                self._next[first[r.session].request_id] = r
+            else:
+                self._starts.append(r)
+            if r.session:
+                first[r.session] = r
+        self._arrived: dict[str, float] = {}
         self._pending: dict[str, int] = {}  # generated tokens not yet reported
-        self._outputs: dict[str, StepOutput] = {}
+        self._outputs: dict[str, Step] = {}
         self._events: list[tuple[float, int, int, str]] = []
         self._order = 0
+        self._outstanding: dict[str, int] = defaultdict(int)
+        self._idle_since: dict[str, float] = {t: 0.0 for t in self.tenants}
 
     def run(self) -> SimResult:
-        for request in self.requests:
-            self._push(request.at, _ARRIVAL, request.request_id)
+        for request in self._starts:
+            if request.at <= self.window:
+                self._push(request.at, _ARRIVAL, request.request_id)
         now = 0.0
         while self._events:
             now, _, kind, key = heapq.heappop(self._events)
@@ -113,14 +92,17 @@ class Simulation:
             else:
                 self._step_end(key, now)
             self._pump(now)
+        for tenant, since in self._idle_since.items():
+            self.tenants[tenant].idle.append((since, max(now, self.window)))
         engines = self.engines.values()
         return SimResult(
             self.tenants,
-            self.window or 1.0,
+            self.window,
             now,
             sum(e.prompt_tokens for e in engines),
             sum(e.cached_tokens for e in engines),
-            self.scheduler.stats().decisions,
+            self.scheduler.stats(),
+            self.config.bucket_s,
         )
 
     def _push(self, at: float, kind: int, key: str) -> None:
@@ -130,64 +112,93 @@ class Simulation:
     def _arrive(self, request: Request, now: float) -> None:
         tenant = self.tenants[request.tenant]
         tenant.sent += 1
-        job = Job(request.request_id, request.tenant, MODEL, request.prompt, request.output)
+        declared = request.output if request.max_tokens is None else request.max_tokens
+        job = Job(request.request_id, request.tenant, MODEL, request.prompt, declared)
         try:
             self.scheduler.arrive(job, now)
         except QueueFull:
             tenant.rejected += 1
+            self._follow_up(request, now)
+            return
+        self._arrived[request.request_id] = now
+        self._busy(request.tenant, now, +1)
+
+    def _busy(self, tenant: str, now: float, delta: int) -> None:
+        before = self._outstanding[tenant]
+        self._outstanding[tenant] = before + delta
+        if before == 0 and delta > 0:
+            self.tenants[tenant].idle.append((self._idle_since.pop(tenant), now))
+        elif before + delta == 0:
+            self._idle_since[tenant] = now
+
+    def _follow_up(self, request: Request, now: float) -> None:
+        follow = self._next.get(request.request_id)
+        if follow is not None and now + follow.think <= self.window:
+            self._push(now + follow.think, _ARRIVAL, follow.request_id)
 
     def _pump(self, now: float) -> None:
         for dispatch in self.scheduler.admit(now):
             request = self._by_id[dispatch.job_id]
             self.engines[dispatch.replica_id].submit(
-                request.request_id, (MODEL, ""), request.prompt, request.output
+                request.request_id, request.prompt, request.output, (MODEL, "")
             )
         for replica_id, engine in self.engines.items():
             if not engine.busy and engine.has_work():
-                duration, output = engine.step()
+                step = engine.step()
                 engine.busy = True
-                self._outputs[replica_id] = output
-                self._push(now + duration, _STEP_END, replica_id)
+                self._outputs[replica_id] = step
+                self._push(now + step.duration, _STEP_END, replica_id)
 
     def _step_end(self, replica_id: str, now: float) -> None:
         engine = self.engines[replica_id]
         engine.busy = False
-        output = self._outputs.pop(replica_id)
+        step = self._outputs.pop(replica_id)
         sched, cfg = self.scheduler, self.config.scheduler
         in_window = now <= self.window
-        for job_id, cached in output.first_tokens:
+        for job_id, cached in step.first_tokens:
             request = self._by_id[job_id]
             tenant = self.tenants[request.tenant]
-            tenant.ttft.append(now - request.at)
+            tenant.ttft.append(now - self._arrived[job_id])
             sched.first_token(job_id, cached, now)
             self._pending[job_id] = 1
             if in_window:
-                tenant.service += (len(request.prompt) - cached) * cfg.prompt_weight
-        for job_id in output.tokens:
+                uncached = len(request.prompt) - cached
+                cost = uncached * cfg.prompt_weight + cached * cfg.cached_prompt_weight
+                tenant.add_service(now, cost, self.config.bucket_s)
+        for job_id in step.tokens:
             self._pending[job_id] += 1
             if self._pending[job_id] >= self.config.report_every:
                 self._flush(job_id, now)
-        for job_id in output.finished:
-            self._flush(job_id, now)
-            sched.finish(job_id, now)
-            del self._pending[job_id]
-            self.tenants[self._by_id[job_id].tenant].completed += 1
         if in_window:
-            for job_id in [j for j, _ in output.first_tokens] + output.tokens:
+            for job_id in [j for j, _ in step.first_tokens] + step.tokens:
                 tenant = self.tenants[self._by_id[job_id].tenant]
                 tenant.generated += 1
-                tenant.service += cfg.completion_weight
+                tenant.add_service(now, cfg.completion_weight, self.config.bucket_s)
+        for job_id in step.finished:
+            self._finish(job_id, now)
         if self.config.adaptive_admission:
             limit = sched.stats().replicas[replica_id].inflight_limit
             sched.set_inflight_limit(
                 replica_id,
                 tune_inflight_limit(
                     limit,
-                    running=len(engine.running),
-                    waiting=len(engine.waiting),
-                    ceiling=4 * self.config.cost.batch_slots,
+                    running=engine.num_running,
+                    waiting=engine.num_waiting,
+                    floor=cfg.inflight_floor,
+                    ceiling=cfg.inflight_ceiling,
                 ),
             )
+
+    def _finish(self, job_id: str, now: float) -> None:
+        self._flush(job_id, now)
+        self.scheduler.finish(job_id, now)
+        del self._pending[job_id]
+        request = self._by_id[job_id]
+        tenant = self.tenants[request.tenant]
+        tenant.completed += 1
+        tenant.latency.append(now - self._arrived.pop(job_id))
+        self._busy(request.tenant, now, -1)
+        self._follow_up(request, now)
 
     def _flush(self, job_id: str, now: float) -> None:
         n = self._pending[job_id]

@@ -21,6 +21,9 @@ class Request:
     at: float
     prompt: tuple[int, ...]
     output: int  # tokens the engine will generate (>= 1)
+    max_tokens: int | None = None  # what the client declares (default: ``output``)
+    session: str = ""  # requests of one session run one after another
+    think: float = 0.0  # seconds after the session's previous request finished
 
 
 @dataclass(slots=True, frozen=True)

@@ -1,87 +1,105 @@
-"""A flooding tenant through the real gateway (sim engine): DLPM keeps the others at their
-share, FCFS lets the flood starve them."""
+"""A flooding tenant through the real gateway, with default scheduler settings, in front of
+``sim`` engines that are full (2 batch slots each, their own FIFO past them): the light
+tenants keep their share under DLPM/D²LPM (the defaults), and lose it under FCFS."""
 
 from __future__ import annotations
 
 import asyncio
 from pathlib import Path
+from typing import Any
 
 import openai
 import pytest
 
 from tests.support.gateway_server import GatewayServer, sim_config
 
-FLOOD, LIGHT = 100, 10
-QUANTUM = 100
-PROMPT_WEIGHT, COMPLETION_WEIGHT = 1, 2
+FLOOD, LIGHT = 60, 8
+TENANTS = ("flood", "light-a", "light-b")
 
 
-def _config(data_dir: Path, policy: str):  # type: ignore[no-untyped-def]
+def _config(data_dir: Path, scheduler: dict[str, Any] | None):  # type: ignore[no-untyped-def]
     return sim_config(
         data_dir,
-        tenants=[{"name": n, "api_keys": [f"sk-{n}"]} for n in ("flood", "light-a", "light-b")],
+        tenants=[{"name": n, "api_keys": [f"sk-{n}"]} for n in TENANTS],
         models=[
             {
                 "name": "sim",
                 "provider": "sim",
                 "reasoning": "hidden",
-                "sim": {"seconds_per_token": 0.002},
+                "replicas": 2,
+                "sim": {
+                    "max_num_seqs": 2,
+                    "seconds_per_token": 0.004,
+                    "reasoning_tokens": 4,
+                    "content_tokens": 12,
+                },
             }
         ],
-        scheduler={
-            "policy": policy,
-            "router": "d2lpm",
-            "quantum": QUANTUM,
-            "max_inflight_per_replica": 2,
-            "max_queued_per_tenant": 200,
-        },
+        **({} if scheduler is None else {"scheduler": scheduler}),
     )
 
 
-async def _send(base_url: str, tenant: str, index: int) -> None:
-    api = openai.AsyncOpenAI(
-        base_url=base_url + "/v1", api_key=f"sk-{tenant}", max_retries=0, timeout=120
+async def _send(api: openai.AsyncOpenAI, tenant: str, index: int) -> None:
+    system = f"You serve {tenant}. " + " ".join(f"{tenant}{i}" for i in range(40))
+    await api.chat.completions.create(
+        model="sim",
+        messages=[
+            {"role": "system", "content": system},
+            {"role": "user", "content": f"question {index}"},
+        ],
     )
-    content = f"{tenant} request {index}: " + " ".join(f"w{index}x{i}" for i in range(8))
-    await api.chat.completions.create(model="sim", messages=[{"role": "user", "content": content}])
 
 
 async def _flood(base_url: str) -> None:
-    flood = [asyncio.create_task(_send(base_url, "flood", i)) for i in range(FLOOD)]
+    apis = {  # one client per tenant, made before the clock starts
+        t: openai.AsyncOpenAI(
+            base_url=base_url + "/v1", api_key=f"sk-{t}", max_retries=0, timeout=120
+        )
+        for t in TENANTS
+    }
+    flood = [asyncio.create_task(_send(apis["flood"], "flood", i)) for i in range(FLOOD)]
     await asyncio.sleep(0.3)  # the flood is queued first
-    light = [
-        asyncio.create_task(_send(base_url, t, i))
-        for i in range(LIGHT)
-        for t in ("light-a", "light-b")
-    ]
+    light = [asyncio.create_task(_send(apis[t], t, i)) for i in range(LIGHT) for t in TENANTS[1:]]
     await asyncio.gather(*flood, *light)
 
 
-def _service_while_backlogged(server: GatewayServer) -> tuple[dict[str, float], float]:
-    """Weighted service per tenant over the first 3 * LIGHT completions (all backlogged)."""
-    records = sorted(server.records(), key=lambda r: r["finished_at"])[: 3 * LIGHT]
-    service: dict[str, float] = {"flood": 0.0, "light-a": 0.0, "light-b": 0.0}
-    largest = 0.0
+def _shares(server: GatewayServer) -> dict[str, float]:
+    """Each tenant's generated tokens / an equal share, over the records that finished while
+    every tenant still had requests outstanding (up to the first tenant's last one)."""
+    records = sorted(server.records(), key=lambda r: r["finished_at"])
+    last = {r["tenant"]: r["finished_at"] for r in records}
+    until = min(last.values())
+    tokens = dict.fromkeys(TENANTS, 0)
     for record in records:
-        usage = record["usage"]
-        uncached = usage["prompt_tokens"] - usage["prompt_tokens_details"]["cached_tokens"]
-        cost = uncached * PROMPT_WEIGHT + usage["completion_tokens"] * COMPLETION_WEIGHT
-        service[record["tenant"]] += cost
-        largest = max(largest, cost)
-    return service, largest
+        if record["finished_at"] <= until:
+            tokens[record["tenant"]] += record["usage"]["completion_tokens"]
+    mean = sum(tokens.values()) / len(tokens)
+    return {t: n / mean for t, n in tokens.items()}
 
 
-@pytest.mark.parametrize("policy", ["dlpm", "fcfs"])
-def test_flooding_tenant(tmp_path: Path, policy: str) -> None:
-    with GatewayServer(_config(tmp_path, policy)) as server:
+@pytest.mark.timeout(180)
+@pytest.mark.parametrize(
+    "scheduler",
+    [
+        pytest.param(
+            None,
+            marks=pytest.mark.xfail(
+                strict=True,
+                reason="issue 11, open: through the gateway 48 of the 60 flood requests still "
+                "finish before the first light one with the defaults (bench/RESULTS.md, Fairness)",
+            ),
+        ),
+        {"policy": "fcfs", "router": "round_robin"},
+    ],
+)
+def test_flooding_tenant_with_full_engines(tmp_path: Path, scheduler: dict[str, Any] | None):
+    with GatewayServer(_config(tmp_path, scheduler)) as server:
         asyncio.run(_flood(server.base_url))
         assert len(server.records()) == FLOOD + 2 * LIGHT
         assert all(r["status"] == "ok" for r in server.records())
-        service, largest = _service_while_backlogged(server)
-    share = sum(service.values()) / 3
-    bound = 2 * (largest + QUANTUM)  # DLPM: service difference ≤ 2(U + Q_u)
-    light = service["light-a"], service["light-b"]
-    if policy == "dlpm":
-        assert all(abs(s - share) <= bound for s in light), (service, share, bound)
+        shares = _shares(server)
+    light = [shares["light-a"], shares["light-b"]]
+    if scheduler is None:  # the defaults: dlpm + d2lpm
+        assert min(light) >= 0.8, shares
     else:
-        assert all(s < share - bound for s in light), (service, share, bound)
+        assert max(light) < 0.5, shares

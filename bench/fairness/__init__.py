@@ -1,0 +1,1 @@
+"""bench.fairness: the DLPM paper's comparisons in the simulator (see ``__main__``)."""
