@@ -209,10 +209,11 @@ class Fleet:
                     replica.launch()
             for index in plan.remove:
                 rid = replica_id(name, index)
-                if isinstance(model.replicas.get(rid), RayVllmReplica):
+                removed = model.replicas.get(rid)
+                if isinstance(removed, RayVllmReplica):
                     self.runtime.retire_replica(model, rid)
-                    self.draining[rid] = replica
-                    self._spawn(self._drain(model, replica), f"fairgate-drain-{rid}")
+                    self.draining[rid] = removed
+                    self._spawn(self._drain(model, removed), f"fairgate-drain-{rid}")
             model.config = model.config.model_copy(update={"replicas": desired})
             if plan.add or plan.remove:
                 log.info(
