@@ -25,7 +25,8 @@ from fairgate.gateway.errors import (
 )
 from fairgate.gateway.generation import Generation, Visible, first_or_end
 from fairgate.gateway.render import Renderer, sse
-from fairgate.gateway.runtime import ModelRuntime, Runtime
+from fairgate.gateway.replica_set import ModelRuntime
+from fairgate.gateway.runtime import Runtime
 from fairgate.gateway.schemas import ChatBody, CompletionBody
 from fairgate.metering.usage import Usage
 from fairgate.replicas.stream import Endpoint

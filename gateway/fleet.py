@@ -3,7 +3,7 @@
 Start-up never holds up the HTTP server: ``/readyz`` answers 503 until every model has a
 healthy replica. In the background, and logged step by step: the embedded model is converted
 (first start only) while Ray starts, then every replica's actor starts its engine and warms it
-up. The runtime's health loop then notices each replica come up (and go down, and come back).
+up. The gateway's health loop then notices each replica come up (and go down, and come back).
 
 Scaling follows the configuration (``POST /admin/reload``, SIGHUP). A new replica joins the
 scheduler at once but takes work only once healthy. A removed replica leaves the scheduler at
@@ -19,17 +19,16 @@ import logging
 import os
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from fairgate.gateway.config import ModelConfig
+from fairgate.gateway.config import Config, ModelConfig
 from fairgate.gateway.reload import scale_plan
+from fairgate.gateway.replica_set import ModelRuntime, ReplicaSet
 from fairgate.replicas.manager import ReplicaManager
 from fairgate.replicas.ray_vllm import RayVllmReplica, replica_id
 from fairgate.replicas.vllm_process import VllmSpec
-
-if TYPE_CHECKING:
-    from fairgate.gateway.runtime import ModelRuntime, Runtime
 
 log = logging.getLogger("fairgate.fleet")
 
@@ -104,10 +103,19 @@ async def embedded_model(data_dir: Path) -> str:
     return out[-1]
 
 
+ModelBuilder = Callable[[ModelConfig], ModelRuntime]  # tokenizer, markers and replicas of a model
+
+
 class Fleet:
-    def __init__(self, runtime: Runtime) -> None:
-        self.runtime = runtime
-        config = runtime.config
+    def __init__(
+        self,
+        config: Config,
+        replicas: ReplicaSet,
+        build_model: Callable[[ModelConfig], ModelRuntime],
+    ) -> None:
+        self.data_dir = Path(config.data_dir)
+        self.replicas = replicas
+        self.build_model = build_model
         self.manager = ReplicaManager(
             address=config.ray.address,
             log_dir=Path(config.data_dir) / "logs",
@@ -157,13 +165,13 @@ class Fleet:
 
     async def _add_model(self, config: ModelConfig) -> ModelRuntime | None:
         try:
-            resolved = await resolve_model(config, self.runtime.config.data_dir)
-            model = await asyncio.to_thread(self.runtime._build_model, resolved)
+            resolved = await resolve_model(config, self.data_dir)
+            model = await asyncio.to_thread(self.build_model, resolved)
         except Exception as error:
             log.exception("model %s could not be prepared", config.name)
             self.failed[config.name] = f"could not be prepared: {error}".splitlines()[0][:300]
             return None
-        self.runtime.add_model(model)
+        self.replicas.add_model(model)
         self.pending.discard(config.name)
         log.info("model %s: %s, %d replica(s)", model.name, resolved.model, resolved.replicas)
         return model
@@ -191,7 +199,7 @@ class Fleet:
     # -- scaling ---------------------------------------------------------------------
     async def scale(self, name: str, desired: int) -> dict[str, Any]:
         async with self._lock:
-            model = self.runtime.models.get(name)
+            model = self.replicas.models.get(name)
             if model is None or model.config.provider != "vllm":
                 raise KeyError(name)
             current = [r.index for r in model.replicas.values() if isinstance(r, RayVllmReplica)]
@@ -204,14 +212,14 @@ class Fleet:
                 replica = self.manager.replica(
                     name, index, spec, resources.num_cpus, resources.num_gpus
                 )
-                self.runtime.add_replica(model, replica)
+                self.replicas.add(model, replica)
                 if self.manager.connected:  # else the start-up launches it once connected
                     replica.launch()
             for index in plan.remove:
                 rid = replica_id(name, index)
                 removed = model.replicas.get(rid)
                 if isinstance(removed, RayVllmReplica):
-                    self.runtime.retire_replica(model, rid)
+                    self.replicas.retire(model, rid)
                     self.draining[rid] = removed
                     self._spawn(self._drain(model, removed), f"fairgate-drain-{rid}")
             model.config = model.config.model_copy(update={"replicas": desired})
@@ -253,7 +261,7 @@ class Fleet:
             await self.manager.stop_replica(replica)
             await replica.aclose()
         finally:
-            self.runtime.forget_replica(model, replica.replica_id)
+            self.replicas.forget(model, replica.replica_id)
             self.draining.pop(replica.replica_id, None)
 
     # -- shutdown --------------------------------------------------------------------

@@ -36,7 +36,8 @@ from fairgate.replicas.stream import (
 )
 
 if TYPE_CHECKING:
-    from fairgate.gateway.runtime import ModelRuntime, Runtime
+    from fairgate.gateway.replica_set import ModelRuntime
+    from fairgate.gateway.runtime import Runtime
     from fairgate.metering.usage import Usage
 
 log = logging.getLogger("fairgate.generation")

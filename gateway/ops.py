@@ -9,7 +9,8 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from fairgate.gateway.runtime import ModelRuntime, Runtime
+from fairgate.gateway.replica_set import ModelRuntime
+from fairgate.gateway.runtime import Runtime
 from fairgate.replicas.base import Health
 
 router = APIRouter()

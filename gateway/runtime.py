@@ -12,7 +12,6 @@ import contextlib
 import logging
 import signal
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -25,10 +24,11 @@ from fairgate.gateway.dispatcher import Dispatcher
 from fairgate.gateway.engine_watch import EngineWatch
 from fairgate.gateway.metrics import GatewayMetrics
 from fairgate.gateway.recorder import Recorder
+from fairgate.gateway.replica_set import MetricsListener, ModelRuntime, ReplicaSet
 from fairgate.gateway.telemetry import Telemetry
 from fairgate.metering.reasoning import Markers
-from fairgate.metering.tokens import Tokenizer, load_tokenizer
-from fairgate.replicas.base import Health, Replica
+from fairgate.metering.tokens import load_tokenizer
+from fairgate.replicas.base import Replica
 from fairgate.replicas.openai_http import OpenAIReplica
 from fairgate.replicas.sim import SimReplica, SimSettings
 from fairgate.scheduler import Scheduler, SchedulerConfig
@@ -38,7 +38,6 @@ if TYPE_CHECKING:
     from fairgate.replicas.manager import ReplicaManager
 
 log = logging.getLogger("fairgate.runtime")
-DEFAULT_MAX_TOKENS = 256
 EMBEDDED_MODEL = "smollm2"
 
 
@@ -49,25 +48,6 @@ def with_default_model(config: Config) -> Config:
         return config
     default = ModelConfig(name=EMBEDDED_MODEL, provider="vllm", reasoning="visible", replicas=1)
     return config.model_copy(update={"models": [default]})
-
-
-@dataclass(slots=True)
-class ModelRuntime:
-    config: ModelConfig
-    tokenizer: Tokenizer
-    markers: Markers
-    replicas: dict[str, Replica] = field(default_factory=dict)
-    health: dict[str, Health] = field(default_factory=dict)
-    upstream_model: str = ""
-    max_model_len: int | None = None
-    default_max_tokens: int = DEFAULT_MAX_TOKENS
-
-    @property
-    def name(self) -> str:
-        return self.config.name
-
-    def ready(self) -> bool:
-        return any(state is Health.HEALTHY for state in self.health.values())
 
 
 def scheduler_config(config: Config) -> SchedulerConfig:
@@ -107,23 +87,24 @@ class Runtime:
             adaptive=config.scheduler.adaptive_inflight,
         )
         self.recorder = recorder or Recorder.open(config, self.metrics)
-        self.models: dict[str, ModelRuntime] = {}
+        self.replicas = ReplicaSet()
+        self.replicas.subscribe(RoutingListener(self.dispatcher))
+        self.replicas.subscribe(MetricsListener(self.metrics.replica_healthy))
         self.started_at = time.time()
         self._health_task: asyncio.Task[None] | None = None
         self.health_interval = 2.0
         # vllm-provider models: built, started and scaled in the background by the fleet.
         self.fleet: Fleet | None = None
-        self.draining: set[str] = set()  # replica ids removed from the scheduler, finishing
         self.config_path: Path | None = None  # what a reload re-reads (else $FAIRGATE_CONFIG)
         self._sighup = False
         self._reloads: set[asyncio.Task[None]] = set()
         self.metrics.restrict(tenants=self.tenants, models={m.name for m in config.models})
-        self.engine_watch = EngineWatch(self.replica_list, self.dispatcher.engine_load)
+        self.engine_watch = EngineWatch(self.replicas.all, self.dispatcher.engine_load)
         self.telemetry = Telemetry(
             self.metrics,
             self.registry,
             stats=self.scheduler.stats,
-            replicas=self.replica_list,
+            replicas=self.replicas.all,
             engines=self.engine_watch.readings,
         )
 
@@ -132,7 +113,7 @@ class Runtime:
         if any(m.provider == "vllm" for m in self.config.models):
             from fairgate.gateway.fleet import Fleet
 
-            self.fleet = Fleet(self)
+            self.fleet = Fleet(self.config, self.replicas, self._build_model)
         for model_config in self.config.models:
             if model_config.provider == "vllm":
                 continue
@@ -185,37 +166,25 @@ class Runtime:
         return model
 
     # models and replicas -------------------------------------------------------------
-    def replica_list(self) -> list[tuple[str, str, Replica]]:
-        """(model, replica id, replica) of every replica held, draining ones included."""
-        return [
-            (model.name, replica_id, replica)
-            for model in list(self.models.values())
-            for replica_id, replica in list(model.replicas.items())
-        ]
+    @property
+    def models(self) -> dict[str, ModelRuntime]:
+        return self.replicas.models
+
+    @property
+    def draining(self) -> set[str]:
+        return self.replicas.draining
 
     def add_model(self, model: ModelRuntime) -> None:
-        self.models[model.name] = model
-        for replica in list(model.replicas.values()):
-            self.add_replica(model, replica)
+        self.replicas.add_model(model)
 
     def add_replica(self, model: ModelRuntime, replica: Replica) -> None:
-        """A replica joins the scheduler at once; it takes work once a health check passes."""
-        model.replicas[replica.replica_id] = replica
-        model.health[replica.replica_id] = Health.STARTING
-        self.dispatcher.add_replica(replica.replica_id, model.name)
+        self.replicas.add(model, replica)
 
     def retire_replica(self, model: ModelRuntime, replica_id: str) -> None:
-        """No new work for the replica (its queued jobs move elsewhere); the requests it is
-        streaming go on until ``forget_replica``."""
-        self.draining.add(replica_id)
-        model.health.pop(replica_id, None)
-        with contextlib.suppress(KeyError):
-            self.metrics.replica_healthy.remove(model.name, replica_id)
-        self.dispatcher.remove_replica(replica_id)
+        self.replicas.retire(model, replica_id)
 
     def forget_replica(self, model: ModelRuntime, replica_id: str) -> None:
-        model.replicas.pop(replica_id, None)
-        self.draining.discard(replica_id)
+        self.replicas.forget(model, replica_id)
 
     # reload --------------------------------------------------------------------------
     def _watch_sighup(self) -> None:
@@ -294,35 +263,19 @@ class Runtime:
     async def check_health(self) -> None:
         # All at once: one replica that is slow to answer must not delay the others. Models
         # and replicas may come and go while the checks run (start-up, scaling).
-        checks = [
-            (model, replica_id, replica)
-            for model in list(self.models.values())
-            for replica_id, replica in list(model.replicas.items())
-            if replica_id not in self.draining
-        ]
+        checks = self.replicas.checkable()
         results = await asyncio.gather(
             *(replica.check_health() for _, _, replica in checks), return_exceptions=True
         )
         for (model, replica_id, replica), healthy in zip(checks, results, strict=True):
             if isinstance(healthy, BaseException):
                 log.warning("health check of %s failed: %r", replica_id, healthy)
-            if model.replicas.get(replica_id) is replica and replica_id not in self.draining:
-                self._set_health(model, replica_id, healthy is True)
-
-    def _set_health(self, model: ModelRuntime, replica_id: str, healthy: bool) -> None:
-        state = Health.HEALTHY if healthy else Health.UNHEALTHY
-        previous = model.health.get(replica_id)
-        model.health[replica_id] = state
-        self.metrics.replica_healthy.labels(model.name, replica_id).set(1 if healthy else 0)
-        if previous is not state:
-            log.info("replica %s of model %s is %s", replica_id, model.name, state.value)
-            self.dispatcher.replica_health(replica_id, healthy)
+            if model.replicas.get(replica_id) is replica:
+                self.replicas.set_health(model, replica_id, healthy is True)
 
     async def replica_failed(self, model_name: str, replica_id: str, reason: str) -> None:
         log.warning("replica %s failed: %s", replica_id, reason)
-        model = self.models[model_name]
-        if replica_id in model.replicas and replica_id not in self.draining:
-            self._set_health(model, replica_id, False)
+        self.replicas.set_health(self.models[model_name], replica_id, False)
 
     def ready(self) -> bool:
         pending = self.fleet is not None and bool(self.fleet.pending)
@@ -364,3 +317,19 @@ def build_replicas(config: ModelConfig, manager: ReplicaManager | None = None) -
     from fairgate.gateway.fleet import vllm_replicas
 
     return list(vllm_replicas(config, manager))
+
+
+class RoutingListener:
+    """The dispatcher routes to the replicas the replica set holds and finds healthy."""
+
+    def __init__(self, dispatcher: Dispatcher) -> None:
+        self.dispatcher = dispatcher
+
+    def replica_added(self, model: str, replica_id: str) -> None:
+        self.dispatcher.add_replica(replica_id, model)
+
+    def replica_removed(self, model: str, replica_id: str) -> None:
+        self.dispatcher.remove_replica(replica_id)
+
+    def replica_health(self, model: str, replica_id: str, healthy: bool) -> None:
+        self.dispatcher.replica_health(replica_id, healthy)
