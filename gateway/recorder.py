@@ -12,6 +12,7 @@ from typing import Any, Protocol
 from fairgate.gateway.config import Config
 from fairgate.gateway.metrics import GatewayMetrics
 from fairgate.metering.commitment import Commitment, HiddenCommitter
+from fairgate.metering.fingerprints import StreamingCommitter
 from fairgate.metering.ledger import Ledger, open_ledger
 from fairgate.metering.pricing import ModelPrices, PriceTable
 from fairgate.metering.record import LedgerEntry
@@ -80,7 +81,13 @@ class Recorder:
         return self.keyring.jwks()
 
     def committer(self) -> HiddenCommitter:
-        return HiddenCommitter(self.block_size)
+        if self.embedder is None:
+            return HiddenCommitter(self.block_size)
+        # Full blocks are embedded on the embedding thread while the reasoning still streams.
+        embedder = self.embedder
+        return StreamingCommitter(
+            self.block_size, embedder.model_id, embedder.embed_quantized, self._embed_pool.submit
+        )
 
     async def record(
         self,

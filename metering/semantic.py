@@ -177,14 +177,12 @@ def _topic(vectors: Vectors, relevance: npt.NDArray[Any]) -> npt.NDArray[Any]:
     if n < 2:
         return relevance
     anchors = relevance >= np.quantile(relevance, 0.75)
-    sims = vectors @ vectors.T
     weights = np.repeat(anchors[None, :].astype(np.float32), n, axis=0)
     np.fill_diagonal(weights, 0.0)
     counts = weights.sum(axis=1)
     centre = weights @ vectors
     norms = np.maximum(np.linalg.norm(centre, axis=1), 1e-12)
     topic = (vectors * centre).sum(axis=1) / norms
-    _ = sims
     return np.where(counts > 0, topic, relevance)
 
 
@@ -193,12 +191,22 @@ def findings(stats: Statistics, thresholds: Thresholds, block_size: int) -> list
     limits = thresholds.limits(stats.opened)
     out: list[Finding] = []
     if stats.off_topic > limits["off_topic"]:
+        low = sum(g < thresholds.block_floor for g in stats.genuineness)
         out.append(
             Finding(
                 Reason.IRRELEVANT,
-                f"{stats.off_topic} of {stats.opened} opened blocks are about neither the prompt, "
-                f"the answer nor the rest of the reasoning (honest requests: at most "
-                f"{limits['off_topic']:g})",
+                f"{low} of {stats.opened} opened blocks are about neither the prompt, the answer "
+                f"nor the request's topic (shortfall {stats.off_topic:.3f}; honest requests: at "
+                f"most {limits['off_topic']:.3f})",
+            )
+        )
+    if stats.drift > limits["drift"]:
+        out.append(
+            Finding(
+                Reason.SPLICED,
+                f"the opened blocks as a whole drift from the request (1 - mean genuineness "
+                f"{stats.drift:.3f}; honest requests: at most {limits['drift']:.3f}): reasoning "
+                "from elsewhere",
             )
         )
     if stats.duplicates > limits["duplicates"]:
@@ -208,8 +216,8 @@ def findings(stats: Statistics, thresholds: Thresholds, block_size: int) -> list
         out.append(
             Finding(
                 Reason.DUPLICATE,
-                f"{stats.duplicates} pair(s) of opened blocks repeat each other ({shown}); "
-                f"honest requests: at most {limits['duplicates']:g}",
+                f"{stats.duplicates:.0%} of opened blocks repeat another ({shown}); honest "
+                f"requests: at most {limits['duplicates']:.0%}",
             )
         )
     if stats.near_share > limits["near_share"]:
