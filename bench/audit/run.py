@@ -30,7 +30,7 @@ from fairgate.metering.auditor import detection_bound
 REPO = Path(__file__).resolve().parents[2]
 BLOCK_SIZE = 16
 SAMPLES = (8, 16, 32, 48, 64)
-ALPHA = 0.002  # per statistic; six flags (five semantic, one length) stay near 1%
+ALPHA = 0.0015  # per statistic; six flags (five semantic, one length) stay under 1%
 BASE = semantic.Thresholds(
     block_floor=0.16,
     dup_cosine=0.995,
@@ -104,7 +104,7 @@ def hidden_tokens(case: Case) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.audit")
-    parser.add_argument("--problems", type=int, default=100)
+    parser.add_argument("--problems", type=int, default=150)
     parser.add_argument("--calibrate", action="store_true")
     parser.add_argument("--out", type=Path, default=None, help="append the tables to this file")
     parser.add_argument("--seed", type=int, default=7)
