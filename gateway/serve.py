@@ -13,6 +13,7 @@ from fairgate.gateway.app import create_app
 from fairgate.gateway.auth import KeyStore
 from fairgate.gateway.config import Config
 from fairgate.gateway.model_check import check_models
+from fairgate.replicas.torch_guard import hide_broken_extensions
 
 log = logging.getLogger("fairgate")
 DEFAULT_KEY_FILE = "default-api-key"
@@ -50,6 +51,7 @@ def ensure_default_tenant(config: Config) -> None:
 
 def serve(config: Config, *, host: str | None, port: int | None, log_level: str) -> int:
     setup_logging(log_level)
+    hide_broken_extensions()  # the tokenizers load transformers in this process too
     check_models(config)  # a broken model folder ends the start here (exit 2)
     config.data_dir.mkdir(parents=True, exist_ok=True)
     ensure_default_tenant(config)
