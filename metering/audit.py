@@ -67,10 +67,10 @@ from typing import Any
 
 from fairgate.metering import protocol
 from fairgate.metering.commitment import (
-    BlockOpening,
     LeafOpening,
     Opening,
 )
+from fairgate.metering.commitment_v2 import BlockOpening
 from fairgate.metering.merkle import EMPTY_ROOT, HASH_SIZE
 from fairgate.metering.record import Receipt
 
