@@ -45,11 +45,18 @@ Protocol::
 * **Zero hidden tokens**: nothing is sampled or opened; the auditor still checks the signed record,
   the count, and that the root is RFC 6962's empty root.
 
-What an answer reveals: the sampled blocks (ids, text and salt) and the proof hashes. Never the
-text, ids or salt of a block without a sampled position (each block's salt is derived from the
-request's secret, see :mod:`metering.commitment`). Proof elements are hashes of unopened leaves
-and subtrees; an unopened leaf's preimage includes its block's secret salt and fingerprint, so it
-cannot be guessed from the proofs.
+**Protocol 2** (records whose commitment says ``protocol: 2``, :mod:`metering.protocol`): the
+answer carries ``blocks`` instead of ``openings``, one :class:`OpenedBlock` per position with the
+block's salt, keyed content commitment and int8 embedding, and by default nothing else: the
+auditor checks the layout, the rebuilt leaf and the proof, and hands the embeddings to the
+semantic checks (:mod:`metering.semantic`, driven by :mod:`metering.auditor`). A challenge with
+``reveal: "full"`` also gets the ids, text and text key, if the tenant consented.
+
+What a protocol-1 answer reveals: the sampled blocks (ids, text and salt) and the proof hashes.
+Never the text, ids or salt of a block without a sampled position (each block's salt is derived
+from the request's secret, see :mod:`metering.commitment`). Proof elements are hashes of
+unopened leaves and subtrees; an unopened leaf's preimage includes its block's secret salt and
+fingerprint, so it cannot be guessed from the proofs.
 
 Verification (:mod:`metering.audit_check`) does not raise on a bad answer: a bad answer is an
 expected outcome, so it returns an :class:`AuditReport` listing every finding. This module is
