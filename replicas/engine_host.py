@@ -259,7 +259,9 @@ class EngineHost:
         self.process = VllmProcess(
             command, env=env, port=port, log_path=self.log_path, host=self.placement.node_ip
         )
-        async with httpx.AsyncClient(timeout=5.0) as client:
+        key = env.get("VLLM_API_KEY")  # the engine's key (its Ray actor's): warm-up needs it
+        headers = {"Authorization": f"Bearer {key}"} if key else {}
+        async with httpx.AsyncClient(timeout=5.0, headers=headers) as client:
             await self._wait_healthy(client, started)
             self.startup_s = self._clock() - started
             warm = self._clock()
