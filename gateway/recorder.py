@@ -5,14 +5,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from fairgate.gateway.config import Config
 from fairgate.gateway.metrics import GatewayMetrics
 from fairgate.metering.commitment import Commitment, HiddenCommitter
-from fairgate.metering.fingerprints import StreamingCommitter
+from fairgate.metering.fingerprints import EmbeddingQueue, StreamingCommitter
 from fairgate.metering.ledger import Ledger, open_ledger
 from fairgate.metering.pricing import ModelPrices, PriceTable
 from fairgate.metering.record import LedgerEntry
@@ -61,7 +60,7 @@ class Recorder:
         self.embedder = embedder
         # One thread: embedding blocks costs about 6 ms of CPU per block; it must not take
         # every core from the event loop and the engines.
-        self._embed_pool = ThreadPoolExecutor(1, thread_name_prefix="fairgate-embed")
+        self.embed_queue = EmbeddingQueue()
 
     @classmethod
     def open(cls, config: Config, metrics: GatewayMetrics) -> Recorder:
@@ -86,7 +85,7 @@ class Recorder:
         # Full blocks are embedded on the embedding thread while the reasoning still streams.
         embedder = self.embedder
         return StreamingCommitter(
-            self.block_size, embedder.model_id, embedder.embed_quantized, self._embed_pool.submit
+            self.block_size, embedder.model_id, embedder.embed_quantized, self.embed_queue.submit
         )
 
     async def record(
@@ -106,16 +105,7 @@ class Recorder:
     ) -> dict[str, Any]:
         """Append the record (durably, off the event loop) and return the client's receipt."""
         if committer and committer.leaves and self.embedder is not None:
-            embedder = self.embedder
-            try:
-                await asyncio.get_running_loop().run_in_executor(
-                    self._embed_pool,
-                    committer.fingerprint,
-                    embedder.model_id,
-                    embedder.embed_quantized,
-                )
-            except Exception:  # the record must still be written: protocol 1 then
-                log.exception("embedding the hidden blocks of %s failed", request_id)
+            await self._fingerprint(request_id, committer, self.embedder)
         commitment = committer.commit() if committer else Commitment.empty()
         cost = self.prices.cost(model, usage)
         finished = time.time()
@@ -151,6 +141,28 @@ class Recorder:
         self._log(request_id, tenant, model, replica, status, status_code, usage, elapsed)
         return receipt.to_dict()
 
+    async def _fingerprint(
+        self, request_id: str, committer: HiddenCommitter, embedder: BlockEmbedder
+    ) -> None:
+        """Protocol 2 for this request, unless the embedding backlog is full (then protocol 1)."""
+        queue = self.embed_queue
+        blocks = (
+            committer.pending_blocks()
+            if isinstance(committer, StreamingCommitter)
+            else -(-committer.leaves // committer.block_size)
+        )
+        if not queue.admit(blocks):
+            log.warning("embedding backlog full: %s committed without embeddings", request_id)
+            return
+        try:
+            await asyncio.get_running_loop().run_in_executor(
+                queue.pool, committer.fingerprint, embedder.model_id, embedder.embed_quantized
+            )
+        except Exception:  # the record must still be written: protocol 1 then
+            log.exception("embedding the hidden blocks of %s failed", request_id)
+        finally:
+            queue.done(blocks)
+
     def _log(
         self,
         request_id: str,
@@ -184,5 +196,5 @@ class Recorder:
         )
 
     def close(self) -> None:
-        self._embed_pool.shutdown(wait=False)
+        self.embed_queue.shutdown()
         self.ledger.close()

@@ -11,12 +11,59 @@ belongs with the token before it). The committed embeddings are exactly those of
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Sequence
-from concurrent.futures import Future
+from concurrent.futures import Future, ThreadPoolExecutor
 
 from fairgate.metering.commitment import EmbedBlocks, HiddenCommitter
 
-Submit = Callable[[Callable[[], list[bytes]]], "Future[list[bytes]]"]
+Job = Callable[[], list[bytes]]
+Submit = Callable[[Job], "Future[list[bytes]] | None"]
+MAX_BACKLOG_BLOCKS = 256  # about 1.5 s of one core: beyond it a receipt would wait on a queue
+
+
+class EmbeddingQueue:
+    """The gateway's one embedding thread, with a bounded backlog.
+
+    Under more hidden tokens than one core can embed (about 2500 a second), the queue would grow
+    and receipts wait longer and longer; instead a request that finds the backlog full is
+    committed under protocol 1 (no embeddings) and counted, so the gateway degrades, not stalls.
+    An empty queue admits any request, however long.
+    """
+
+    def __init__(self, max_backlog: int = MAX_BACKLOG_BLOCKS) -> None:
+        self.pool = ThreadPoolExecutor(1, thread_name_prefix="fairgate-embed")
+        self.max_backlog = max_backlog
+        self.backlog = 0
+        self.refused = 0
+        self._lock = threading.Lock()
+
+    def admit(self, blocks: int) -> bool:
+        with self._lock:
+            if self.backlog and self.backlog + blocks > self.max_backlog:
+                self.refused += 1
+                return False
+            self.backlog += blocks
+            return True
+
+    def done(self, blocks: int) -> None:
+        with self._lock:
+            self.backlog -= blocks
+
+    def submit(self, job: Job) -> Future[list[bytes]] | None:
+        if not self.admit(1):
+            return None
+
+        def run() -> list[bytes]:
+            try:
+                return job()
+            finally:
+                self.done(1)
+
+        return self.pool.submit(run)
+
+    def shutdown(self) -> None:
+        self.pool.shutdown(wait=False)
 
 
 class StreamingCommitter(HiddenCommitter):
@@ -36,8 +83,16 @@ class StreamingCommitter(HiddenCommitter):
         while self._next < full - 1:  # the newest full block may still get token-less text
             block = self._next
             block_text = "".join(self._texts[block]) if block < len(self._texts) else ""
-            self._early[block] = (block_text, self._submit(self._job(block_text)))
+            future = self._submit(self._job(block_text))
+            if future is None:
+                break  # the queue is full: what is left is embedded (or not) at the end
+            self._early[block] = (block_text, future)
             self._next += 1
+
+    def pending_blocks(self) -> int:
+        """Blocks that :meth:`fingerprint` would still embed itself (at most)."""
+        blocks = -(-self.leaves // self.block_size)
+        return blocks - len(self._early)
 
     def _job(self, text: str) -> Callable[[], list[bytes]]:
         def run() -> list[bytes]:

@@ -321,3 +321,18 @@ def test_streaming_fingerprints_equal_the_batch_ones(embedder: Any) -> None:
     assert streaming.opening() == batch.opening() and streaming.commit() == batch.commit()
     assert len(streaming._early) >= len(words) // 4 - 2  # most blocks were embedded early
     pool.shutdown()
+
+
+def test_a_full_embedding_queue_refuses_instead_of_queueing(embedder: Any) -> None:
+    from fairgate.metering.fingerprints import EmbeddingQueue, StreamingCommitter
+
+    queue = EmbeddingQueue(max_backlog=2)
+    assert queue.admit(10)  # an empty queue takes any request
+    assert not queue.admit(1) and queue.refused == 1
+    committer = StreamingCommitter(4, embedder.model_id, embedder.embed_quantized, queue.submit)
+    for i in range(40):
+        committer.add([i], f" w{i}")
+    assert committer._early == {} and committer.pending_blocks() == 10  # nothing was queued
+    queue.done(10)
+    assert queue.admit(committer.pending_blocks())
+    queue.shutdown()
