@@ -399,6 +399,8 @@ def _audit(args: argparse.Namespace) -> int:
         print(report.summary())
         for finding in report.findings:
             print(f"  {finding}")
+    if report.unverifiable:
+        return EXIT_USAGE
     return EXIT_OK if report.ok else EXIT_FINDINGS
 
 
