@@ -15,6 +15,8 @@ import hashlib
 import json
 import random
 import statistics
+import subprocess
+import sys
 import time
 from collections import defaultdict
 from dataclasses import dataclass
@@ -281,6 +283,9 @@ def write_calibration(th: semantic.Thresholds, length: estimator.LengthModel, n:
         'THRESHOLDS = Thresholds.from_dict(CALIBRATION["thresholds"])\n'
         'LENGTH = LengthModel.from_dict(CALIBRATION["length"])\n'
     )
+    ruff = Path(sys.executable).with_name("ruff")
+    if ruff.exists():  # the generated file is formatted like the rest of the package
+        subprocess.run([str(ruff), "format", "-q", str(path)], check=False)
 
 
 def replace_section(path: Path, section: str) -> None:
