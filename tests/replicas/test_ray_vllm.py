@@ -70,8 +70,8 @@ async def _none() -> None:
 def _status(state: EngineState, url: str | None) -> EngineStatus:
     return EngineStatus(
         state=state, url=url, pid=None, restarts=0, starts=1, startup_s=1.0, warmup_s=0.1,
-        running_since=None, error=None, log_path=None, node_ip="127.0.0.1", cores="0",
-        spec_key="k", max_model_len=2048,
+        running_since=None, error=None, failed_starts=0, next_retry_at=None, log_path=None,
+        node_ip="127.0.0.1", cores="0", spec_key="k", max_model_len=2048,
     )  # fmt: skip
 
 
