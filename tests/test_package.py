@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import shutil
+import socket
 import subprocess
 import sys
+import time
 import venv
 import zipfile
 from pathlib import Path
 
+import httpx
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
@@ -58,6 +61,40 @@ def test_help_works_without_the_engine_extras(tmp_path: Path) -> None:
     probe = "import importlib.util as u; print(u.find_spec('vllm'), u.find_spec('gateway'))"
     found = subprocess.run([python, "-c", probe], capture_output=True, text=True, cwd=tmp_path)
     assert found.stdout.split() == ["None", "None"]
+    assert serves_a_chat(tmp_path / "venv" / "bin" / "fairgate", tmp_path)
+
+
+def serves_a_chat(fairgate: Path, tmp_path: Path) -> bool:
+    """``fairgate serve`` on the sim provider, in an install without extras, answers."""
+    config = tmp_path / "fairgate.yaml"
+    config.write_text(
+        f"data_dir: {tmp_path / 'data'}\n"
+        "tenants: [{name: a, api_keys: [sk-a-0123456789]}]\n"
+        "models: [{name: sim, provider: sim}]\n"
+    )
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    log = (tmp_path / "serve.log").open("wb")
+    command = [str(fairgate), "serve", "--config", str(config), "--port", str(port)]
+    server = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, cwd=tmp_path)
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and server.poll() is None:
+            try:
+                reply = httpx.post(
+                    f"http://127.0.0.1:{port}/v1/chat/completions",
+                    headers={"Authorization": "Bearer sk-a-0123456789"},
+                    json={"model": "sim", "messages": [{"role": "user", "content": "hi"}]},
+                    timeout=10,
+                )
+                return reply.status_code == 200 and bool(reply.json()["choices"][0]["message"])
+            except httpx.HTTPError:
+                time.sleep(0.3)
+        raise AssertionError((tmp_path / "serve.log").read_text()[-3000:])
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
 
 
 def copy_package(into: Path) -> Path:
