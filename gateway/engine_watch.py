@@ -13,7 +13,6 @@ under load (tests/support/VLLM_NOTES.md), and neither a scrape nor admission may
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -21,6 +20,7 @@ from typing import Any
 
 import httpx
 
+from fairgate.gateway.periodic import Periodic
 from fairgate.replicas.engine_metrics import EngineMetrics, scrape_engine_metrics
 
 log = logging.getLogger("fairgate.engines")
@@ -51,29 +51,18 @@ class EngineWatch:
         self.interval = interval
         self.readings: dict[str, EngineReading] = {}
         self._client = client
-        self._task: asyncio.Task[None] | None = None
+        self._loop = Periodic(
+            self.refresh, lambda: self.interval, name="fairgate-engine-watch", log=log
+        )
 
     def start(self) -> None:
-        if self._task is None:
-            self._task = asyncio.create_task(self._loop(), name="fairgate-engine-watch")
+        self._loop.start()
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await self._loop.stop()
         if self._client is not None:
             await self._client.aclose()
             self._client = None
-
-    async def _loop(self) -> None:
-        while True:
-            try:
-                await self.refresh()
-            except Exception:
-                log.exception("reading the engines' metrics failed")
-            await asyncio.sleep(self.interval)
 
     async def refresh(self) -> None:
         targets = list(self.targets())

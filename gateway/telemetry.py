@@ -19,8 +19,6 @@ needs no lock.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -33,6 +31,7 @@ from prometheus_client.registry import Collector
 from fairgate.gateway.engine_watch import EngineReading
 from fairgate.gateway.fairness_window import DEFAULT_WINDOW_S, FairnessWindow
 from fairgate.gateway.metrics import GatewayMetrics
+from fairgate.gateway.periodic import Periodic
 from fairgate.replicas.engine_metrics import ENGINE_METRICS, Kind
 from fairgate.scheduler.stats import SchedulerStats
 
@@ -63,7 +62,7 @@ class Telemetry:
         self.interval = interval
         self.clock = clock
         self.fairness = FairnessWindow(fairness_window_s)
-        self._task: asyncio.Task[None] | None = None
+        self._loop = Periodic(self._step, lambda: self.interval, name="fairgate-telemetry", log=log)
         self._restarts: dict[str, int] = {}  # last restart count seen per replica
         self._served: dict[str, float] = {}  # served weighted tokens as last exported
         self._replicas: dict[str, str] = {}  # replica id -> model, series created
@@ -72,23 +71,13 @@ class Telemetry:
 
     # lifecycle -------------------------------------------------------------------------
     def start(self) -> None:
-        if self._task is None:
-            self._task = asyncio.create_task(self._loop(), name="fairgate-telemetry")
+        self._loop.start()
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await self._loop.stop()
 
-    async def _loop(self) -> None:
-        while True:
-            try:
-                self.refresh()
-            except Exception:
-                log.exception("telemetry refresh failed")
-            await asyncio.sleep(self.interval)
+    async def _step(self) -> None:
+        self.refresh()
 
     # refresh ---------------------------------------------------------------------------
     def refresh(self) -> None:
