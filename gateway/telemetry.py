@@ -210,6 +210,16 @@ class SchedulerCollector(Collector):
         decisions.add_metric(["route"], stats.routed)
         decisions.add_metric(["admit"], stats.admitted)
         yield decisions
+        reasons = CounterMetricFamily(
+            "fairgate_scheduler_route_reasons",
+            "Routing decisions by why the router took them (D²LPM: locality, spill, place, "
+            "kept, guard = the load guard overrode the fair, local choice; Preble: exploit, "
+            "explore).",
+            labels=["reason"],
+        )
+        for reason, count in sorted(stats.route_reasons.items()):
+            reasons.add_metric([reason], count)
+        yield reasons
         fairness = self.telemetry.fairness
         yield GaugeMetricFamily(
             "fairgate_fairness_jain_index",

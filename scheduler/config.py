@@ -17,13 +17,21 @@ Defaults and where they come from:
   all-round: 1024 loses locality, 16384 lets a hot-prefix tenant pile onto one replica.
 - ``balance_rel_threshold`` = 1.5, ``cache_threshold`` = 0.3: the defaults of SGLang's
   cache-aware router (sgl-model-gateway ``--balance-rel-threshold``, ``--cache-threshold``).
-  Load is queued + in-flight jobs. ``balance_abs_threshold`` defaults to twice the in-flight
-  limit, not SGLang's 64: SGLang's engines batch hundreds of requests, whereas here the queue
-  sits in the gateway in front of a few slots, and 64 let one replica hold dozens of queued
-  jobs while its peer idled (``python -m bench.peers``, flood workload).
-- ``max_inflight_per_replica`` = 4: small enough that a replica's own FIFO stays short on the
-  2-core development machines; the gateway lowers/raises it per replica with
-  ``Scheduler.set_inflight_limit`` from the engine's running/waiting counts.
+  ``balance_abs_threshold``: for the job-count routers (``lpm``/``cache_aware``) a job count,
+  default twice ``inflight_initial`` (SGLang's 64 let one replica hold dozens of queued jobs
+  while its peer idled in ``python -m bench.peers``); for D²LPM and Preble queued *work* in
+  weighted tokens, default Q_w (``work_gap``): the guard is for real overload, not for the
+  few jobs' difference that following a cached prefix costs.
+- ``cached_prompt_weight`` w_c = 0 (0 <= w_c <= w_p): what a cached prompt token costs.
+  0 is DESIGN.md's measure; w_c > 0 keeps a tenant from being made cheap by the cache that
+  its own volume keeps warm (``vtc``, OSDI'24, charges cached tokens at w_p whatever w_c).
+- ``inflight_initial`` = 4, ``inflight_floor`` = 1, ``inflight_ceiling`` = 64: each replica's
+  in-flight limit starts at ``inflight_initial``; the gateway moves it between floor and
+  ceiling from the engine's running/waiting counts (``admission.tune_inflight_limit``), so
+  the ceiling is the one maximum. (They were ``max_inflight_per_replica`` and the gateway's
+  ``max_inflight_ceiling``; the YAML section still accepts the old names.)
+- ``output_estimate_alpha`` = 0.2: the moving average of a tenant's generated tokens per job
+  that D²LPM charges at routing as the expected output (``max_tokens`` until one finished).
 - ``fairness_scope`` = "replica": each replica's VTC/DLPM keeps its own accounts, as in the
   papers; "cluster" shares one set of accounts among all replicas (see ``scheduler.fairness``),
   which restores fairness when the router concentrates tenants (the ``lpm`` router), measured

@@ -11,6 +11,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import httpx
 import openai
 import pytest
 
@@ -113,3 +114,19 @@ def test_flooding_tenant_with_full_engines(tmp_path: Path, scheduler: dict[str, 
         assert min(light) >= 0.8, shares
     else:
         assert max(light) < 0.5, shares
+
+
+def test_routing_reasons_are_exported(tmp_path: Path) -> None:
+    with GatewayServer(_config(tmp_path, None)) as server:
+
+        async def two() -> None:
+            api = openai.AsyncOpenAI(
+                base_url=server.base_url + "/v1", api_key="sk-flood", max_retries=0
+            )
+            for i in range(2):
+                await _send(api, "flood", i)
+
+        asyncio.run(two())
+        text = httpx.get(server.base_url + "/metrics").text
+    assert 'fairgate_scheduler_route_reasons_total{reason="place"} 1.0' in text, text[:400]
+    assert 'fairgate_scheduler_route_reasons_total{reason="locality"} 1.0' in text
