@@ -314,7 +314,8 @@ class Scheduler:
             + record.expected_output * cfg.completion_weight
         )
         self._charge_router(record, record.expected_work)
-        replica.outstanding += record.expected_work
+        record.load = record.expected_work
+        replica.outstanding += record.load
         replica.queue.push(record)
 
     def _unqueue(self, record: JobRecord) -> None:
@@ -322,7 +323,7 @@ class Scheduler:
         if replica is not None:
             if record.job_id in replica.queue:
                 replica.queue.remove(record.job_id)
-            replica.outstanding = max(0.0, replica.outstanding - record.expected_work)
+            replica.outstanding = max(0.0, replica.outstanding - record.load)
         self._charge_router(record, -record.expected_work)
 
     def _reroute(self, record: JobRecord, stay: Replica | None) -> None:
@@ -395,7 +396,7 @@ class Scheduler:
         replica = self._replicas.get(record.replica_id)
         if replica is not None:
             replica.inflight.pop(record.job_id, None)
-            replica.outstanding = max(0.0, replica.outstanding - record.expected_work)
+            replica.outstanding = max(0.0, replica.outstanding - record.load)
         self._tenants.account(record.tenant).inflight -= 1
         del self._jobs[record.job_id]
 

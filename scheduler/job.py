@@ -83,7 +83,8 @@ class JobRecord:
     first_token_seen: bool = False
     generated: int = 0
     expected_output: int = 0  # charged to the router at routing, settled at the end
-    expected_work: float = 0.0  # the router's whole charge, also the replica's load
+    expected_work: float = 0.0  # the router's whole charge (settled as the job runs)
+    load: float = 0.0  # what the job added to its replica's outstanding work at routing
 
     @property
     def job_id(self) -> str:

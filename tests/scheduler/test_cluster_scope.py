@@ -3,6 +3,7 @@ elsewhere credit without bound; routing charges expected work and settles it at 
 
 from __future__ import annotations
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -84,3 +85,20 @@ def test_cached_prompt_weight_is_charged_between_zero_and_w_p():
             sched.first_token(f"j{i}", 32 if i else 0, 0.0)
             sched.finish(f"j{i}", 0.0)
         assert sched.stats().tenants["t"].served_tokens == 33 + 1 + 32 * w_c
+
+
+@given(reports=st.lists(st.integers(0, 40), min_size=1, max_size=20))
+@settings(max_examples=100, deadline=None, database=None)
+def test_outstanding_work_returns_to_zero_whatever_the_engine_reports(reports):
+    sched = Scheduler(SchedulerConfig(inflight_initial=64))
+    sched.add_replica("r", "m")
+    prompt = tuple(range(40))
+    for i, _ in enumerate(reports):
+        sched.arrive(Job(f"j{i}", "t", "m", (*prompt, 1000 + i), 8), 0.0)
+    sched.admit(0.0)
+    assert sched._replicas["r"].outstanding > 0
+    for i, cached in enumerate(reports):
+        sched.first_token(f"j{i}", cached, 0.0)
+        sched.tokens(f"j{i}", 3, 0.0)
+        sched.finish(f"j{i}", 0.0)
+    assert sched._replicas["r"].outstanding == pytest.approx(0.0, abs=1e-6)
