@@ -143,8 +143,10 @@ class EngineHost:
         available_cores: Sequence[int] | None = None,
         clock: Callable[[], float] = time.monotonic,
         command: Callable[..., list[str]] = vllm_command,
+        api_key: str | None = None,
     ) -> None:
         self.spec = spec
+        self.api_key = api_key  # the engine requires it on /v1 (vLLM reads VLLM_API_KEY)
         self.placement = placement
         self.cpu_build = is_cpu_build() if cpu_build is None else cpu_build
         cores = sorted(available_cores or os.sched_getaffinity(0))
@@ -253,14 +255,16 @@ class EngineHost:
             cpu_cores=self.cores,
             offline=Path(self.spec.model).exists(),
         )
+        env.pop("VLLM_API_KEY", None)  # only this engine's own key, never an inherited one
+        if self.api_key:
+            env["VLLM_API_KEY"] = self.api_key
         started = self._clock()
         self.starts += 1
         # Popen here, on the loop thread: see start().
         self.process = VllmProcess(
             command, env=env, port=port, log_path=self.log_path, host=self.placement.node_ip
         )
-        key = env.get("VLLM_API_KEY")  # the engine's key (its Ray actor's): warm-up needs it
-        headers = {"Authorization": f"Bearer {key}"} if key else {}
+        headers = {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
         async with httpx.AsyncClient(timeout=5.0, headers=headers) as client:
             await self._wait_healthy(client, started)
             self.startup_s = self._clock() - started

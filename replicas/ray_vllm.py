@@ -19,7 +19,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 import secrets
 import time
 from collections.abc import AsyncGenerator
@@ -79,8 +78,6 @@ class VllmEngineActor:
 
     def __init__(self, spec: VllmSpec, placement: Placement, api_key: str | None = None) -> None:
         self._api_key = api_key
-        if api_key:  # the engine inherits this process's environment; vLLM reads the key there
-            os.environ["VLLM_API_KEY"] = api_key
         if not placement.local:
             placement = Placement(
                 placement.index,
@@ -89,7 +86,7 @@ class VllmEngineActor:
                 placement.log_dir,
                 ray.util.get_node_ip_address(),  # type: ignore[no-untyped-call]
             )
-        self._host = EngineHost(spec, placement)
+        self._host = EngineHost(spec, placement, api_key=api_key)
 
     async def start(self) -> None:
         await self._host.start()

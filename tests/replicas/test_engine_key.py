@@ -46,10 +46,11 @@ async def test_the_actor_hands_its_key_to_the_engine(monkeypatch: pytest.MonkeyP
     monkeypatch.delenv("VLLM_API_KEY", raising=False)
     actor = VllmEngineActor(SPEC, Placement(index=0), api_key="sk-engine-1")
     assert await actor.api_key() == "sk-engine-1"
-    assert vllm_env()["VLLM_API_KEY"] == "sk-engine-1"  # what the engine's process inherits
-    monkeypatch.delenv("VLLM_API_KEY")
-    assert await VllmEngineActor(SPEC, Placement(index=1)).api_key() is None
+    assert actor._host.api_key == "sk-engine-1"  # its engine is started with it
+    # The key goes to the engine's process only, never into this one's environment (where
+    # it would leak into every other server this process starts).
     assert "VLLM_API_KEY" not in vllm_env()
+    assert await VllmEngineActor(SPEC, Placement(index=1)).api_key() is None
 
 
 def _engine(key: str) -> AuthenticationMiddleware:
