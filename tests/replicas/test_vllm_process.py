@@ -18,6 +18,7 @@ from fairgate.replicas.vllm_process import (
     Probe,
     VllmProcess,
     VllmSpec,
+    dtype_note,
     engine_flags,
     free_port,
     group_pids,
@@ -114,6 +115,14 @@ def test_gpu_command_leaves_memory_to_vllm() -> None:
     assert "--kv-cache-memory-bytes" not in command and "--enforce-eager" not in command
     assert "--dtype" not in command  # a GPU runs the model's own dtype
     assert "--enable-prompt-tokens-details" in command
+
+
+def test_the_float32_default_says_why_only_when_fairgate_chose_it() -> None:
+    note = dtype_note(SPEC, cpu_build=True)
+    assert note is not None and "float32" in note and "SIGILL" in note
+    chosen = VllmSpec(model="m", served_model_name="m", engine_args={"dtype": "bfloat16"})
+    assert dtype_note(chosen, cpu_build=True) is None
+    assert dtype_note(SPEC, cpu_build=False) is None
 
 
 def test_environment() -> None:
