@@ -23,7 +23,7 @@ from fairgate.gateway.errors import (
     Unauthorized,
     invalid_request,
 )
-from fairgate.gateway.generation import Generation, Visible, first_or_end
+from fairgate.gateway.generation import Generation, RequestOutcome, Visible, first_or_end
 from fairgate.gateway.render import Renderer, sse
 from fairgate.gateway.replica_set import ModelRuntime
 from fairgate.gateway.runtime import Runtime
@@ -222,9 +222,12 @@ async def or_disconnect(request: Request, work: Any) -> Any:
     return task.result()
 
 
-async def _complete(
-    request: Request, generation: Generation, renderer: Renderer, headers: dict[str, str]
-) -> Response:
+async def finished(
+    request: Request, generation: Generation, headers: dict[str, str]
+) -> tuple[list[Visible], RequestOutcome]:
+    """Run a non-streaming generation to its end (cancelled if the client goes), naming the
+    replica that served it in ``headers``."""
+
     async def collect() -> list[Visible]:
         return [piece async for piece in generation.run()]
 
@@ -234,20 +237,39 @@ async def _complete(
         raise InvalidRequest("the request ended without an outcome")
     if outcome.replica:
         headers["x-fairgate-replica"] = outcome.replica
+    return pieces, outcome
+
+
+async def started(
+    request: Request, generation: Generation, headers: dict[str, str]
+) -> tuple[AsyncGenerator[Visible, None], Visible | None]:
+    """Start a streaming generation up to its first piece: errors before it (no replica, a
+    rejected request) stay HTTP errors. Names the replica in ``headers``."""
+    stream = generation.run()
+    first, has_first = await or_disconnect(request, first_or_end(stream))
+    if generation.replica:
+        headers["x-fairgate-replica"] = generation.replica
+    return stream, first if has_first else None
+
+
+def event_stream(body: AsyncIterator[bytes], headers: dict[str, str]) -> StreamingResponse:
+    return StreamingResponse(
+        body, media_type="text/event-stream", headers={**headers, "cache-control": "no-cache"}
+    )
+
+
+async def _complete(
+    request: Request, generation: Generation, renderer: Renderer, headers: dict[str, str]
+) -> Response:
+    pieces, outcome = await finished(request, generation, headers)
     return JSONResponse(renderer.response(pieces, outcome), headers=headers)
 
 
 async def _stream(
     request: Request, generation: Generation, renderer: Renderer, headers: dict[str, str]
 ) -> Response:
-    stream = generation.run()
-    first, has_first = await or_disconnect(request, first_or_end(stream))
-    if generation.replica:
-        headers["x-fairgate-replica"] = generation.replica
-    body = _sse_body(generation, renderer, stream, first if has_first else None)
-    return StreamingResponse(
-        body, media_type="text/event-stream", headers={**headers, "cache-control": "no-cache"}
-    )
+    stream, first = await started(request, generation, headers)
+    return event_stream(_sse_body(generation, renderer, stream, first), headers)
 
 
 async def _sse_body(

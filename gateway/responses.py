@@ -14,11 +14,11 @@ from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Any
 
 from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse, Response, StreamingResponse
+from fastapi.responses import JSONResponse, Response
 
-from fairgate.gateway.api import admit, or_disconnect
+from fairgate.gateway.api import admit, event_stream, finished, started
 from fairgate.gateway.errors import APIError, ContextTooLong, InvalidRequest, UpstreamError
-from fairgate.gateway.generation import Generation, Visible, first_or_end
+from fairgate.gateway.generation import Generation, Visible
 from fairgate.gateway.responses_render import EventStream, ResponseShape, sse_event
 from fairgate.gateway.responses_schemas import ResponsesBody, parse
 
@@ -62,30 +62,15 @@ async def create_response(request: Request) -> Response:
 async def _complete(
     request: Request, generation: Generation, shape: ResponseShape, headers: dict[str, str]
 ) -> Response:
-    async def collect() -> list[Visible]:
-        return [piece async for piece in generation.run()]
-
-    pieces = await or_disconnect(request, collect())
-    outcome = generation.outcome
-    if outcome is None:  # pragma: no cover - run() always ends with an outcome
-        raise InvalidRequest("the request ended without an outcome")
-    if outcome.replica:
-        headers["x-fairgate-replica"] = outcome.replica
+    pieces, outcome = await finished(request, generation, headers)
     return JSONResponse(shape.complete(pieces, outcome), headers=headers)
 
 
 async def _stream(
     request: Request, generation: Generation, shape: ResponseShape, headers: dict[str, str]
 ) -> Response:
-    stream = generation.run()
-    # Errors before the first piece (no replica, a rejected request) stay HTTP errors.
-    first, has_first = await or_disconnect(request, first_or_end(stream))
-    if generation.replica:
-        headers["x-fairgate-replica"] = generation.replica
-    body = _events(generation, EventStream(shape), stream, first if has_first else None)
-    return StreamingResponse(
-        body, media_type="text/event-stream", headers={**headers, "cache-control": "no-cache"}
-    )
+    stream, first = await started(request, generation, headers)
+    return event_stream(_events(generation, EventStream(shape), stream, first), headers)
 
 
 async def _events(
