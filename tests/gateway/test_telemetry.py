@@ -62,8 +62,12 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[GatewaySe
                 )
             with pytest.raises(openai.AuthenticationError):
                 client(server, "sk-wrong-key-0123").models.list()
-            deadline = time.monotonic() + 10
-            while not server.runtime.telemetry.engines and time.monotonic() < deadline:
+            # Engines are read and fairness is sampled in the background, never by a scrape:
+            # wait for a reading and for a sample taken after the last request.
+            telemetry, deadline = server.runtime.telemetry, time.monotonic() + 10
+            while time.monotonic() < deadline and not (
+                telemetry.engines and len(telemetry.fairness.shares()) == 2
+            ):
                 time.sleep(0.05)
             text = httpx.get(server.base_url + "/metrics").text
             yield server, text
