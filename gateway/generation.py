@@ -94,17 +94,22 @@ class Generation:
         self.prompt_ids = prompt_ids
         self.started = started
         self.started_at = started_at
-        self.meter = RequestMeter(
-            model.markers, runtime.recorder.committer(), model.tokenizer.encode
-        )
-        self.meter.prompt(prompt_ids)
+        self.meter = self._new_meter()
         self.engine_usage: EngineUsage | None = None
+        self._sent_visible = False
         self.replica: str | None = None
         self.finish_reason: str | None = None
         self.outcome: RequestOutcome | None = None
         self._first_token_at: float | None = None
         self._last_token_at: float | None = None
         self._admitted_at: float | None = None
+
+    def _new_meter(self) -> RequestMeter:
+        meter = RequestMeter(
+            self.model.markers, self.runtime.recorder.committer(), self.model.tokenizer.encode
+        )
+        meter.prompt(self.prompt_ids)
+        return meter
 
     @property
     def engine_prompt(self) -> tuple[int, ...]:
@@ -145,10 +150,12 @@ class Generation:
                 self.runtime.dispatcher.release(self.request_id)
                 tried.add(replica_id)
                 await self.runtime.replica_failed(self.model.name, replica_id, str(failure))
-                if self.meter.steps or len(tried) >= len(self.model.replicas):
+                if self._sent_visible or len(tried) >= len(self.model.replicas):
                     raise Unavailable(
                         f"no replica of model '{self.model.name}' could serve the request"
                     ) from None
+                # The client saw nothing: start over, without billing the lost hidden tokens.
+                self.meter, self.engine_usage = self._new_meter(), None
                 self.runtime.metrics.retries.labels(self.model.name).inc()
                 log.warning(
                     "request %s: replica %s unavailable, retrying elsewhere",
@@ -166,6 +173,7 @@ class Generation:
                 if isinstance(event, EngineDelta):
                     shown = self._on_delta(event)
                     if shown is not None:
+                        self._sent_visible = True
                         yield shown
                 elif isinstance(event, EnginePrompt):
                     self.meter.prompt(event.token_ids)
@@ -179,6 +187,8 @@ class Generation:
                 rejected.message, param=rejected.param, code=rejected.code
             ) from None
         except ReplicaFailed as failure:
+            if not self._sent_visible:  # only hidden reasoning so far: retry elsewhere
+                raise ReplicaUnavailable(failure.message, replica_id=failure.replica_id) from None
             raise ReplicaDied(
                 f"the replica serving this request failed: {failure.message}"
             ) from None
