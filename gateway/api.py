@@ -107,6 +107,7 @@ async def admit(
     tenant = authenticate(runtime, request)
     model_name = ""
     try:
+        runtime.recorder.check_writable()
         data = await json_body(request)
         model = data.get("model")
         model_name = model if isinstance(model, str) else ""

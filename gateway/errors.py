@@ -11,6 +11,7 @@
     ├── RateLimited              429 rate_limit_error (with Retry-After)
     ├── UpstreamError            502 api_error (the engine failed mid-request)
     └── Unavailable              503 api_error (no healthy replica)
+        └── LedgerUnavailable    503 api_error / ledger_unavailable (records cannot be written)
 
 This module is the only place that produces the error JSON.
 """
@@ -117,6 +118,10 @@ class Unavailable(APIError):
     type = "api_error"
     code = "no_healthy_replica"
     ledger_status = Status.UNAVAILABLE
+
+
+class LedgerUnavailable(Unavailable):
+    code = "ledger_unavailable"
 
 
 def invalid_request(error: ValidationError) -> InvalidRequest:

@@ -9,8 +9,10 @@ from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from fairgate.gateway.config import Config
+from fairgate.gateway.errors import LedgerUnavailable
 from fairgate.gateway.metrics import GatewayMetrics
 from fairgate.metering.commitment import Commitment, HiddenCommitter
+from fairgate.metering.errors import DuplicateRequestError, LedgerError
 from fairgate.metering.fingerprints import EmbeddingQueue, StreamingCommitter
 from fairgate.metering.ledger import Ledger, open_ledger
 from fairgate.metering.pricing import ModelPrices, PriceTable
@@ -61,6 +63,7 @@ class Recorder:
         # One thread: embedding blocks costs about 6 ms of CPU per block; it must not take
         # every core from the event loop and the engines.
         self.embed_queue = EmbeddingQueue()
+        self.failing = False  # the last append failed: refuse new work (check_writable)
 
     @classmethod
     def open(cls, config: Config, metrics: GatewayMetrics) -> Recorder:
@@ -78,6 +81,16 @@ class Recorder:
 
     def jwks(self) -> dict[str, Any]:
         return self.keyring.jwks()
+
+    def check_writable(self) -> None:
+        """No request is served that cannot be billed: while appends fail (a full disk, a lost
+        database) new work is refused with 503. The refusal's own record probes the ledger;
+        once one is written, work is taken again."""
+        if self.failing:
+            raise LedgerUnavailable(
+                "The billing ledger cannot record requests right now; retry later.",
+                headers={"Retry-After": "5"},
+            )
 
     def committer(self) -> HiddenCommitter:
         if self.embedder is None:
@@ -125,7 +138,18 @@ class Recorder:
             cost=cost,
         )
         clock = time.perf_counter()
-        receipt = await asyncio.to_thread(self.ledger.append, entry)
+        try:
+            receipt = await asyncio.to_thread(self.ledger.append, entry)
+        except DuplicateRequestError:
+            raise
+        except LedgerError as error:
+            self.failing = True
+            log.error("ledger append for %s failed, refusing new work: %s", request_id, error)
+            raise LedgerUnavailable(
+                "The billing ledger cannot record this request; retry later.",
+                headers={"Retry-After": "5"},
+            ) from error
+        self.failing = False
         self.metrics.ledger_append.observe(time.perf_counter() - clock)
         self.metrics.ledger_records.labels(status).inc()
         self.metrics.observe_request(
