@@ -23,7 +23,8 @@ class Tally:
             f"requests sent: {self.requests}",
             f"ledger records verified: {self.records_verified}",
             f"5xx seen: {self.server_errors} (plus {self.expected_errors} answered 5xx by design:"
-            " the upstream failed after visible output, or the ledger refused work)",
+            " the upstream failed or stalled where no retry was possible, or the ledger refused"
+            " work)",
         ]
 
 

@@ -36,7 +36,9 @@ class Answer:
         )
 
 
-def upstream_config(data_dir: Path, urls: list[str], **model: Any) -> Any:
+def upstream_config(
+    data_dir: Path, urls: list[str], top: dict[str, Any] | None = None, **model: Any
+) -> Any:
     return sim_config(
         data_dir,
         models=[
@@ -49,17 +51,20 @@ def upstream_config(data_dir: Path, urls: list[str], **model: Any) -> Any:
                 **model,
             }
         ],
+        **(top or {}),
     )
 
 
 @contextmanager
-def faulty_pair(tmp: Path, *fault: str, **model: Any) -> Iterator[GatewayServer]:
+def faulty_pair(
+    tmp: Path, *fault: str, top: dict[str, Any] | None = None, **model: Any
+) -> Iterator[GatewayServer]:
     """A gateway whose model ``up`` has the faulty upstream first, a healthy one second."""
     shape = ["--reasoning", str(REASONING), "--content", str(CONTENT)]
     with (
         FakeUpstream(*shape, *fault) as faulty,
         FakeUpstream(*shape) as healthy,
-        GatewayServer(upstream_config(tmp, [faulty.url, healthy.url], **model)) as server,
+        GatewayServer(upstream_config(tmp, [faulty.url, healthy.url], top, **model)) as server,
     ):
         server.faulty = faulty  # type: ignore[attr-defined]
         yield server
