@@ -33,6 +33,7 @@ from fairgate.replicas.stream import Endpoint
 
 router = APIRouter()
 MAX_BODY_BYTES = 16 * 1024 * 1024
+OVERHEAD_HEADER = "x-fairgate-overhead-ms"  # the gateway's own time (gateway.overhead)
 
 
 @router.post("/v1/chat/completions")
@@ -233,6 +234,7 @@ async def finished(
         return [piece async for piece in generation.run()]
 
     pieces = await or_disconnect(request, collect())
+    headers[OVERHEAD_HEADER] = f"{generation.upstream.overhead_ms(generation.started):.3f}"
     outcome = generation.outcome
     if outcome is None:  # pragma: no cover - run() always ends with an outcome
         raise InvalidRequest("the request ended without an outcome")
@@ -248,6 +250,7 @@ async def started(
     rejected request) stay HTTP errors. Names the replica in ``headers``."""
     stream = generation.run()
     first, has_first = await or_disconnect(request, first_or_end(stream))
+    headers[OVERHEAD_HEADER] = f"{generation.upstream.overhead_ms(generation.started):.3f}"
     if generation.replica:
         headers["x-fairgate-replica"] = generation.replica
     return stream, first if has_first else None

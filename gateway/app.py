@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from fairgate import __version__
 from fairgate.gateway import admin, api, audit, ops, responses
@@ -41,7 +42,7 @@ def create_app(config: Config, runtime: Runtime | None = None) -> FastAPI:
     app.include_router(ops.router)
     app.include_router(admin.router)
     app.include_router(audit.router)
-    app.middleware("http")(_request_id)
+    app.add_middleware(RequestIdMiddleware)
     app.add_exception_handler(APIError, _api_error)  # type: ignore[arg-type]
     app.add_exception_handler(RequestValidationError, _validation_error)  # type: ignore[arg-type]
     app.add_exception_handler(StarletteHTTPException, _http_error)  # type: ignore[arg-type]
@@ -49,14 +50,29 @@ def create_app(config: Config, runtime: Runtime | None = None) -> FastAPI:
     return app
 
 
-async def _request_id(
-    request: Request, call_next: Callable[[Request], Awaitable[Response]]
-) -> Response:
-    request_id = f"req_{uuid.uuid4().hex}"
-    request.state.request_id = request_id
-    response = await call_next(request)
-    response.headers["x-request-id"] = request_id
-    return response
+class RequestIdMiddleware:
+    """Gives every HTTP request an id (``request.state.request_id``) and sends it back as
+    ``x-request-id``. Plain ASGI: Starlette's ``BaseHTTPMiddleware`` would relay every
+    streamed chunk through a memory stream and a task of its own."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        request_id = f"req_{uuid.uuid4().hex}"
+        scope.setdefault("state", {})["request_id"] = request_id
+        header = (b"x-request-id", request_id.encode())
+
+        async def send_with_id(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = [h for h in message.get("headers", ()) if h[0] != b"x-request-id"]
+                message["headers"] = [*headers, header]
+            await send(message)
+
+        await self.app(scope, receive, send_with_id)
 
 
 async def _api_error(request: Request, error: APIError) -> JSONResponse:

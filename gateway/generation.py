@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 import anyio
 
 from fairgate.gateway.errors import APIError, InvalidRequest, Unavailable, UpstreamError
+from fairgate.gateway.overhead import UpstreamClock
 from fairgate.metering.meter import RequestMeter
 from fairgate.metering.reasoning import Piece
 from fairgate.metering.record import Status
@@ -103,6 +104,7 @@ class Generation:
         self._first_token_at: float | None = None
         self._last_token_at: float | None = None
         self._admitted_at: float | None = None
+        self.upstream = UpstreamClock()
 
     def _new_meter(self) -> RequestMeter:
         meter = RequestMeter(
@@ -167,9 +169,11 @@ class Generation:
         request = EngineRequest(
             self.request_id, self.endpoint, self._upstream_body(), self.prompt_ids
         )
+        self.upstream.request_sent()
         events = replica.stream(request)
         try:
             async for event in events:
+                self.upstream.event()
                 if isinstance(event, EngineDelta):
                     shown = self._on_delta(event)
                     if shown is not None:
@@ -179,6 +183,7 @@ class Generation:
                     self.meter.prompt(event.token_ids)
                 elif isinstance(event, EngineUsage):
                     self.engine_usage = event
+            self.upstream.ended()
             tail = self._shown(self.meter.flush(), None)
             if tail is not None and not self._raw_text_visible():
                 yield tail

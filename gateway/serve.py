@@ -65,6 +65,8 @@ def serve(config: Config, *, host: str | None, port: int | None, log_level: str)
         port=bind_port,
         log_config=None,
         log_level=log_level,
+        loop="uvloop",  # both core dependencies: the event loop and the HTTP parser in C
+        http="httptools",
         timeout_graceful_shutdown=30,
     )
     return 0
