@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable
 
 from fairgate.gateway.errors import RateLimited, Unavailable
-from fairgate.scheduler import Job, NoReplica, QueueFull, Scheduler, UnknownJob, tune_inflight_limit
+from fairgate.scheduler import InflightTuner, Job, NoReplica, QueueFull, Scheduler, UnknownJob
 
 
 class Dispatcher:
@@ -32,7 +32,7 @@ class Dispatcher:
         cfg = scheduler.config
         self._floor = cfg.inflight_floor
         self._ceiling = cfg.inflight_ceiling if ceiling is None else max(ceiling, self._floor)
-        self._limits: dict[str, int] = {}
+        self._tuners: dict[str, InflightTuner] = {}
         self._waiting: dict[str, asyncio.Future[str]] = {}
         self._running: set[str] = set()
 
@@ -128,12 +128,14 @@ class Dispatcher:
         (so order is decided here, not by its FIFO), grow it while the engine keeps up."""
         if not self._adaptive:
             return
-        current = self._limits.get(replica_id, self.scheduler.config.inflight_initial)
-        limit = tune_inflight_limit(
-            current, running, waiting, floor=self._floor, ceiling=self._ceiling
-        )
+        tuner = self._tuners.get(replica_id)
+        if tuner is None:
+            initial = self.scheduler.config.inflight_initial
+            tuner = InflightTuner(initial, floor=self._floor, ceiling=self._ceiling)
+            self._tuners[replica_id] = tuner
+        current = tuner.limit
+        limit = tuner.observe(running, waiting, self._clock())
         if limit != current:
-            self._limits[replica_id] = limit
             self.scheduler.set_inflight_limit(replica_id, limit)
             self.pump()
 

@@ -2,9 +2,10 @@
 
 Every ``interval`` seconds, each replica with a ``url`` (the ``openai`` and ``vllm``
 providers) has its engine's ``/metrics`` read; a replica without one (``sim``) is asked for
-its ``load()``. The running and waiting counts go straight to ``on_load`` (the dispatcher's
-adaptive in-flight limit); the last reading of each engine stays in ``readings`` for telemetry
-to export.
+its ``load()`` every ``local_interval`` seconds (an in-process read costs nothing, and a full
+engine seen late holds requests in its own FIFO, out of the scheduler's reach). The running
+and waiting counts go straight to ``on_load`` (the dispatcher's adaptive in-flight limit); the
+last reading of each engine stays in ``readings`` for telemetry to export.
 
 It reads in the background, never during a scrape: vLLM's ``/metrics`` can answer seconds late
 under load (tests/support/VLLM_NOTES.md), and neither a scrape nor admission may wait on it.
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -25,6 +27,7 @@ from fairgate.replicas.engine_metrics import EngineMetrics, scrape_engine_metric
 
 log = logging.getLogger("fairgate.engines")
 ENGINE_INTERVAL_S = 5.0
+LOCAL_INTERVAL_S = 0.25
 
 # (model, replica id, replica) of every replica held
 Targets = Callable[[], Iterable[tuple[str, str, Any]]]
@@ -44,15 +47,21 @@ class EngineWatch:
         on_load: LoadSink,
         *,
         interval: float = ENGINE_INTERVAL_S,
+        local_interval: float = LOCAL_INTERVAL_S,
         client: httpx.AsyncClient | None = None,
     ) -> None:
         self.targets = targets
         self.on_load = on_load
         self.interval = interval
+        self.local_interval = local_interval
+        self._remote_due = 0.0
         self.readings: dict[str, EngineReading] = {}
         self._client = client
         self._loop = Periodic(
-            self.refresh, lambda: self.interval, name="fairgate-engine-watch", log=log
+            self._tick,
+            lambda: min(self.interval, self.local_interval),
+            name="fairgate-engine-watch",
+            log=log,
         )
 
     def start(self) -> None:
@@ -64,12 +73,21 @@ class EngineWatch:
             await self._client.aclose()
             self._client = None
 
-    async def refresh(self) -> None:
-        targets = list(self.targets())
+    async def _tick(self) -> None:
+        now = time.monotonic()
+        remote = now >= self._remote_due
+        if remote:
+            self._remote_due = now + self.interval
+        await self.refresh(remote=remote)
+
+    async def refresh(self, *, remote: bool = True) -> None:
+        """Read every engine; with ``remote`` False, only those without a metrics URL."""
+        everything = list(self.targets())
+        targets = [t for t in everything if remote or not getattr(t[2], "url", None)]
         if self._client is None:
             self._client = httpx.AsyncClient(timeout=httpx.Timeout(5.0))
         await asyncio.gather(*(self._read(model, rid, replica) for model, rid, replica in targets))
-        live = {replica_id for _, replica_id, _ in targets}
+        live = {replica_id for _, replica_id, _ in everything}
         for replica_id in [r for r in self.readings if r not in live]:
             del self.readings[replica_id]
 

@@ -12,7 +12,9 @@
   bigger batch and an uncached long prompt slow every running sequence, as on a real engine.
 - A block-hashed LRU prefix cache (vLLM's scheme: full blocks chained by hash), consulted at
   admission; the cached count is whole blocks and never covers the last prompt token.
-- ``num_running`` / ``num_waiting`` are vLLM's ``vllm:num_requests_running`` / ``waiting``.
+- ``num_running`` / ``num_waiting`` are vLLM's ``vllm:num_requests_running`` / ``waiting``,
+  as vLLM reports them after scheduling a step: a request that arrived between steps and will
+  get a free slot at the next one is not counted as waiting (a gateway would read it as "full").
 
 One implementation for the ``sim`` provider (``replicas.sim`` drives it with asyncio sleeps)
 and for the discrete-event simulator (``bench.sim`` advances a virtual clock by each step's
@@ -137,10 +139,14 @@ class EngineModel:
 
     @property
     def num_waiting(self) -> int:
+        free = self.params.max_num_seqs - len(self._running)
+        return max(0, self._live_waiting() - free)
+
+    def _live_waiting(self) -> int:
         return sum(1 for s in self._waiting if not s.cancelled)
 
     def has_work(self) -> bool:
-        return bool(self._running) or self.num_waiting > 0
+        return bool(self._running) or self._live_waiting() > 0
 
     def submit(
         self, key: str, prompt: tuple[int, ...], max_tokens: int, namespace: Hashable = ""

@@ -5,7 +5,7 @@ No I/O, no clock, no global randomness: the gateway and the simulator drive the 
 ``Scheduler`` with the same events and get the same decisions.
 """
 
-from fairgate.scheduler.admission import tune_inflight_limit
+from fairgate.scheduler.admission import InflightTuner, tune_inflight_limit
 from fairgate.scheduler.config import Policy, RouterKind, SchedulerConfig
 from fairgate.scheduler.core import Scheduler
 from fairgate.scheduler.errors import (
@@ -28,6 +28,7 @@ __all__ = [
     "Dispatch",
     "DuplicateJob",
     "DuplicateReplica",
+    "InflightTuner",
     "InvalidInput",
     "Job",
     "JobState",

@@ -92,6 +92,7 @@ class SchedulerConfig:
     cache_threshold: float = 0.3
     fairness_scope: str = "replica"
     output_estimate_alpha: float = 0.2
+    locality_slack: float = 0.0
 
     def __post_init__(self) -> None:
         if self.policy not in Policy._value2member_map_:
@@ -104,6 +105,7 @@ class SchedulerConfig:
             )
         _positive("quantum", self.quantum)
         _positive("replica_quantum", self.replica_quantum)
+        _non_negative("locality_slack", self.locality_slack)
         _non_negative("prompt_weight", self.prompt_weight)
         _non_negative("completion_weight", self.completion_weight)
         _non_negative("cached_prompt_weight", self.cached_prompt_weight)

@@ -15,9 +15,13 @@ prefix the replica held then, plus its expected output (the tenant's recent aver
 ``max_tokens``); it is settled when the job ends (prompt: at the engine's real cached count;
 output: at what was generated). The local policy's account is charged the prompt at admission
 with the prefix the replica holds then (it was just inserted for this job), corrected by the
-engine's count, and generated tokens as they stream. OSDI'24 VTC (``vtc``) charges cached
-prompt tokens like uncached ones. A predicted hit never covers the last prompt token: engines
-recompute it to produce the first output token.
+engine's count, and generated tokens as they stream. DLPM (``charges_ahead``) is charged the
+expected output at admission once any job has finished (so the estimate is a measured
+average, not ``max_tokens``), tokens past it as they stream, and the unused rest is refunded
+at the end: its order then counts the work it has started, not only the tokens streamed so
+far (measured: a flood's admitted jobs otherwise looked cheap for their whole run).
+OSDI'24 VTC (``vtc``) charges cached prompt tokens like uncached ones. A predicted hit never
+covers the last prompt token: engines recompute it to produce the first output token.
 """
 
 from __future__ import annotations
@@ -177,16 +181,22 @@ class Scheduler:
         record = self._job(job_id)
         if isinstance(n, bool) or not isinstance(n, int) or n < 0:
             raise InvalidInput(f"token count must be an integer >= 0, got {n!r}")
+        before = record.generated
         record.generate(n)
-        self._charge_local(record, n * self.config.completion_weight)
+        weight = self.config.completion_weight
+        self._tenants.account(record.tenant).served += n * weight
+        beyond = record.generated - max(before, record.charged_ahead)
+        if beyond > 0:
+            self._charge_policy(record, beyond * weight)
 
     def finish(self, job_id: str, now: float) -> None:
         record = self._job(job_id)
         record.finish()
         if record.dispatched_at is not None:
             self._retry.observe(now - record.dispatched_at)
-        account = self._tenants.account(record.tenant)
-        account.observe_output(record.generated, self.config.output_estimate_alpha)
+        self._tenants.observe_output(
+            record.tenant, record.generated, self.config.output_estimate_alpha
+        )
         self._release(record)
 
     def cancel(self, job_id: str, now: float) -> None:
@@ -268,7 +278,13 @@ class Scheduler:
             case Policy.LPM:
                 return LPM(self._tenants, tree)
             case Policy.DLPM:
-                return DLPM(self._tenants, self._ledger(), tree, self.config.quantum)
+                return DLPM(
+                    self._tenants,
+                    self._ledger(),
+                    tree,
+                    self.config.quantum,
+                    self.config.locality_slack,
+                )
 
     def _ledger(self) -> Ledger:
         if self.config.fairness_scope == "cluster":
@@ -306,8 +322,7 @@ class Scheduler:
         cfg = self.config
         prompt_len = len(record.job.prompt)
         hit = _billable_hit(prompt_len, record.routed_cached)
-        account = self._tenants.account(record.tenant)
-        record.expected_output = account.expected_output(record.job.max_tokens)
+        record.expected_output = self._tenants.expected_output(record.tenant, record.job.max_tokens)
         record.expected_work = (
             (prompt_len - hit) * cfg.prompt_weight
             + hit * cfg.cached_prompt_weight
@@ -372,6 +387,9 @@ class Scheduler:
         cfg = self.config
         charge = (prompt_len - hit) * cfg.prompt_weight + hit * self._local_cached_weight()
         self._charge_local(record, charge)
+        if replica.queue.charges_ahead and self._tenants.knows_output():
+            record.charged_ahead = self._tenants.expected_output(job.tenant, job.max_tokens)
+            self._charge_policy(record, record.charged_ahead * cfg.completion_weight)
         self._admitted += 1
 
     def _local_cached_weight(self) -> float:
@@ -381,6 +399,9 @@ class Scheduler:
 
     def _charge_local(self, record: JobRecord, amount: float) -> None:
         self._tenants.account(record.tenant).served += amount
+        self._charge_policy(record, amount)
+
+    def _charge_policy(self, record: JobRecord, amount: float) -> None:
         replica = self._replicas.get(record.replica_id)
         if replica is not None:
             replica.queue.charge(record.tenant, amount)
@@ -390,9 +411,13 @@ class Scheduler:
             self._router.charge(record.tenant, record.replica_id, amount)
 
     def _release(self, record: JobRecord) -> None:
-        """A running job ended: settle the router's expected output against what it made."""
+        """A running job ended: settle the expected output charged ahead against what it
+        made (the router's account, and the local policy's if it charges ahead)."""
         settle = (record.generated - record.expected_output) * self.config.completion_weight
         self._charge_router(record, settle)
+        unused = record.charged_ahead - record.generated
+        if unused > 0:
+            self._charge_policy(record, -unused * self.config.completion_weight)
         replica = self._replicas.get(record.replica_id)
         if replica is not None:
             replica.inflight.pop(record.job_id, None)

@@ -35,12 +35,20 @@ from fairgate.scheduler.tenants import TenantBook
 
 
 class DLPM(LocalPolicy):
+    charges_ahead = True
+
     def __init__(
-        self, tenants: TenantBook, ledger: Ledger, tree: RadixTree, quantum: float
+        self,
+        tenants: TenantBook,
+        ledger: Ledger,
+        tree: RadixTree,
+        quantum: float,
+        slack: float | None = None,
     ) -> None:
         super().__init__(tenants)
         self.ledger: Ledger = ledger
         self.quantum = quantum
+        self.slack = quantum if slack is None else slack  # = quantum: the paper's DLPM
         self._queue = PrefixQueue(tree)
         self._deficits = ledger.deficits
         self.refills = 0
@@ -82,15 +90,30 @@ class DLPM(LocalPolicy):
         while not eligible:  # one pass unless rounding leaves every deficit at exactly 0
             self._refill(here)
             eligible = [t for t in here if self._deficits.get(t, 0.0) > 0]
-        record = self._queue.best(eligible)
+        record = self._queue.best(self._near_lead(eligible))
         if record is None:  # pragma: no cover - eligible tenants are backlogged
             return None
         return self.remove(record.job_id)
 
+    def _near_lead(self, eligible: list[str]) -> list[str]:
+        """The tenants whose credit per unit of weight is within ``slack`` of the most: a
+        longer prefix match may go ahead of more credit by that much and no more, so a
+        flood with a warm cache cannot spend a whole quantum while a tenant far ahead in
+        credit waits. With ``slack`` >= Q_u every eligible tenant is near (the paper's rule:
+        credits lie in (0, Q_u])."""
+        credit = {t: self._deficits.get(t, 0.0) / self.tenants.weight(t) for t in eligible}
+        lead = max(credit.values())
+        return [t for t in eligible if credit[t] >= lead - self.slack]
+
     def charge(self, tenant: str, amount: float) -> None:
-        self._deficits[tenant] = self._deficits.get(tenant, 0.0) - amount
-        if amount < 0 and not self.ledger.is_backlogged(tenant):
-            self._cap(tenant)  # a refund to an idle tenant must not become credit
+        before = self._deficits.get(tenant, 0.0)
+        self._deficits[tenant] = before - amount
+        if amount < 0:
+            if not self.ledger.is_backlogged(tenant):
+                self._cap(tenant)  # a refund to an idle tenant must not become credit
+            else:  # nor more than a quantum's (an overestimate settled late)
+                grant = self.quantum * self.tenants.weight(tenant)
+                self._deficits[tenant] = min(self._deficits[tenant], max(before, grant))
 
     def deficit(self, tenant: str) -> float:
         return self._deficits.get(tenant, 0.0)

@@ -83,6 +83,7 @@ class JobRecord:
     first_token_seen: bool = False
     generated: int = 0
     expected_output: int = 0  # charged to the router at routing, settled at the end
+    charged_ahead: int = 0  # output tokens charged to the local policy at admission
     expected_work: float = 0.0  # the router's whole charge (settled as the job runs)
     load: float = 0.0  # what the job added to its replica's outstanding work at routing
 

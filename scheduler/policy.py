@@ -17,6 +17,7 @@ from fairgate.scheduler.tenants import TenantBook
 
 class LocalPolicy(ABC):
     ledger: Ledger | None = None  # the fairness accounts it reads and charges, if any
+    charges_ahead = False  # charged a job's expected output at admission, settled at the end
 
     def __init__(self, tenants: TenantBook) -> None:
         self.tenants = tenants

@@ -26,12 +26,16 @@ class TenantAccount:
         else:
             self.average_output += alpha * (generated - self.average_output)
 
-    def expected_output(self, max_tokens: int) -> int:
+    def expected_output(self, max_tokens: int, prior: float | None = None) -> int:
         """What a new job of this tenant will generate: its recent average, at most
-        ``max_tokens``; ``max_tokens`` until one of its jobs has finished."""
-        if self.average_output is None:
+        ``max_tokens``; until one of its jobs has finished, ``prior`` (what other tenants'
+        jobs generate), or ``max_tokens`` when nothing has finished anywhere. A default
+        ``max_tokens`` is usually far above the answer, and every overestimate is refunded
+        later as credit the order did not account for."""
+        average = self.average_output if self.average_output is not None else prior
+        if average is None:
             return max_tokens
-        estimate = math.ceil(self.average_output)
+        estimate = math.ceil(average)
         return min(estimate, max_tokens) if max_tokens > 0 else estimate
 
 
@@ -40,6 +44,7 @@ class TenantBook:
 
     def __init__(self) -> None:
         self._accounts: dict[str, TenantAccount] = {}
+        self.output_prior: float | None = None  # every finished job's output, moving average
 
     def account(self, name: str) -> TenantAccount:
         account = self._accounts.get(name)
@@ -65,6 +70,21 @@ class TenantBook:
                 f"tenant {name!r}: weight must be a finite number > 0, got {weight!r}"
             )
         self.account(name).weight = float(weight)
+
+    def observe_output(self, name: str, generated: int, alpha: float) -> None:
+        """A job of ``name`` finished having generated ``generated`` tokens."""
+        self.account(name).observe_output(generated, alpha)
+        if self.output_prior is None:
+            self.output_prior = float(generated)
+        else:
+            self.output_prior += alpha * (generated - self.output_prior)
+
+    def expected_output(self, name: str, max_tokens: int) -> int:
+        return self.account(name).expected_output(max_tokens, self.output_prior)
+
+    def knows_output(self) -> bool:
+        """Whether ``expected_output`` is a measured estimate rather than ``max_tokens``."""
+        return self.output_prior is not None
 
     def __iter__(self) -> Iterator[TenantAccount]:
         return iter(self._accounts.values())

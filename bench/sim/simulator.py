@@ -5,7 +5,7 @@ calls ``Scheduler.admit`` and hands dispatched jobs to their replica's engine
 (``replicas.engine_model``, the engine of the ``sim`` provider); at every step end it reports
 what the engine did with the calls the gateway makes (``first_token`` with the engine's cached
 count, ``tokens`` in streamed chunks, ``finish``), and, under adaptive admission, the engine's
-running/waiting counts through ``tune_inflight_limit`` as the gateway does. So the decisions
+running/waiting counts through ``InflightTuner`` as the gateway does. So the decisions
 measured here are the decisions production makes.
 
 Requests of one *session* (multi-turn chat, a tree of thought, a closed-loop client) run one
@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from bench.sim.engine import CostModel, Engine, Step
 from bench.sim.metrics import SimResult, TenantResult
 from bench.sim.workload import Request
-from fairgate.scheduler import Job, QueueFull, Scheduler, SchedulerConfig, tune_inflight_limit
+from fairgate.scheduler import InflightTuner, Job, QueueFull, Scheduler, SchedulerConfig
 
 MODEL = "sim-model"
 
@@ -52,10 +52,15 @@ class Simulation:
         self.window = config.window or max((r.at for r in requests), default=0.0) or 1.0
         self.scheduler = Scheduler(config.scheduler)
         self.engines: dict[str, Engine] = {}
+        cfg = config.scheduler
+        self.tuners: dict[str, InflightTuner] = {}
         for i in range(config.replicas):
             replica_id = f"replica-{i}"
             self.engines[replica_id] = Engine(config.cost)
             self.scheduler.add_replica(replica_id, MODEL, cache_tokens=config.cost.cache_tokens)
+            self.tuners[replica_id] = InflightTuner(
+                cfg.inflight_initial, floor=cfg.inflight_floor, ceiling=cfg.inflight_ceiling
+            )
         self.tenants: dict[str, TenantResult] = {}
         for tenant in sorted({r.tenant for r in requests}):
             weight = config.weights.get(tenant, 1.0)
@@ -177,16 +182,9 @@ class Simulation:
         for job_id in step.finished:
             self._finish(job_id, now)
         if self.config.adaptive_admission:
-            limit = sched.stats().replicas[replica_id].inflight_limit
+            tuner = self.tuners[replica_id]
             sched.set_inflight_limit(
-                replica_id,
-                tune_inflight_limit(
-                    limit,
-                    running=engine.num_running,
-                    waiting=engine.num_waiting,
-                    floor=cfg.inflight_floor,
-                    ceiling=cfg.inflight_ceiling,
-                ),
+                replica_id, tuner.observe(engine.num_running, engine.num_waiting, now)
             )
 
     def _finish(self, job_id: str, now: float) -> None:

@@ -96,9 +96,9 @@ def _shares(server: GatewayServer, end: float) -> dict[str, float]:
             None,
             marks=pytest.mark.xfail(
                 strict=True,
-                reason="issue 11, open: with the defaults the light tenants get about 0.2 of an "
-                "equal share here (bench/RESULTS.md, Fairness: DLPM's LPM order among tenants "
-                "with credit, Q_u = 1024)",
+                reason="issue 11, open: DLPM's order is fixed (credit first), but D²LPM routes "
+                "both light tenants to one replica, where they share its 2 slots with the flood "
+                "(about 0.45 of an equal share; bench/RESULTS.md, Fairness)",
             ),
         ),
         {"policy": "fcfs", "router": "round_robin"},
