@@ -1,0 +1,45 @@
+"""A short soak in CI (about 45 s): 20 tenants, 70 closed-loop clients (five tenants past
+their queue bound, a few clients hanging up early) against a real ``fairgate serve`` in front
+of capacity-limited sim engines. ``python -m bench.soak`` is the long one."""
+
+from __future__ import annotations
+
+import pytest
+
+from bench.soak.gateway import Shape
+from bench.soak.run import SoakResult, report, run_soak
+
+pytestmark = pytest.mark.timeout(90)
+MIB = 1024 * 1024
+
+
+@pytest.fixture(scope="module")
+def soak(tmp_path_factory: pytest.TempPathFactory) -> SoakResult:
+    result = run_soak(tmp_path_factory.mktemp("soak"), Shape(tenants=20), duration_s=40)
+    print("\n" + "\n".join(report(result)))
+    return result
+
+
+def test_every_request_has_one_verified_record_and_no_5xx(soak: SoakResult) -> None:
+    assert soak.statuses[200] > 500, soak.statuses
+    assert soak.server_errors == 0, soak.statuses
+    assert soak.records == soak.requests  # hung-up and refused requests included
+    assert "OK:" in soak.verify
+
+
+def test_queue_bounds_hold(soak: SoakResult) -> None:
+    assert soak.statuses[429] > 0, "the heavy tenants never reached their queue bound"
+    assert 0 < soak.max_queued() <= soak.shape.max_queued_per_tenant
+
+
+def test_memory_stays_flat(soak: SoakResult) -> None:
+    # A leak of 5 KB per request would add about 10 MiB over the ~2,000 answers after warm-up.
+    assert soak.growth("rss") < 10 * MIB, report(soak)
+
+
+def test_file_descriptors_do_not_grow(soak: SoakResult) -> None:
+    assert soak.hangups > 0
+    assert soak.idle_before is not None and soak.idle_after is not None
+    assert soak.idle_after.fds <= soak.idle_before.fds + 3, report(soak)
+    clients = sum(soak.shape.clients(i) for i in range(soak.shape.tenants))
+    assert max(s.fds for s in soak.samples) <= soak.idle_before.fds + clients + 10
