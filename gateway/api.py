@@ -120,6 +120,7 @@ async def admit(
             raise ModelNotFound(f"The model '{body['model']}' does not exist.", param="model")
         prompt_ids = _prompt_ids(model, endpoint, body)
         _check_context(model, prompt_ids, body)
+        await runtime.controls.admit(tenant, request_id, model, body, prompt_ids)
     except APIError as error:
         await runtime.recorder.record(
             request_id=request_id,

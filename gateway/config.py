@@ -38,10 +38,36 @@ class Listen(_Strict):
     port: int = Field(default=8000, ge=0, le=65535)
 
 
+class Budget(_Strict):
+    """Spend per calendar period (UTC), in the ledger's price units (``models[].prices``)."""
+
+    amount: Decimal = Field(gt=0)
+    period: Literal["hour", "day", "month"] = "day"
+
+
+class TenantLimits(_Strict):
+    """Each limit is optional; they hold across gateways that share a PostgreSQL ledger."""
+
+    requests_per_minute: int | None = Field(default=None, ge=1)
+    tokens_per_minute: int | None = Field(default=None, ge=1)
+    max_concurrent: int | None = Field(default=None, ge=1)
+    budget: Budget | None = None
+    max_tokens: int | None = Field(default=None, ge=1)  # ceiling on a request's max_tokens
+
+
+class PromptGuard(_Strict):
+    """Refuse prompts whose characters per token fall below natural text (encodings, ciphers)."""
+
+    min_chars_per_token: float = Field(gt=0)
+
+
 class TenantConfig(_Strict):
     name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.\-]+$")
     weight: float = Field(default=1.0, gt=0)
     api_keys: list[str] = Field(default_factory=list)
+    limits: TenantLimits | None = None
+    max_reasoning_tokens: int | None = Field(default=None, ge=0)
+    prompt_guard: PromptGuard | None = None
 
 
 class Prices(_Strict):
@@ -189,6 +215,13 @@ class RaySection(_Strict):
     keep_replicas: bool = False
 
 
+class GuardsSection(_Strict):
+    """Gateway-wide request guards; ``None`` turns a timeout off."""
+
+    queue_timeout_s: float | None = Field(default=300.0, gt=0)  # waiting for a replica slot
+    stall_timeout_s: float | None = Field(default=120.0, gt=0)  # between two upstream events
+
+
 class Config(_Strict):
     listen: Listen = Field(default_factory=Listen)
     data_dir: Path = Path("./.fairgate")
@@ -200,6 +233,7 @@ class Config(_Strict):
     ledger: LedgerSection = Field(default_factory=LedgerSection)
     audit: AuditSection = Field(default_factory=AuditSection)
     ray: RaySection = Field(default_factory=RaySection)
+    guards: GuardsSection = Field(default_factory=GuardsSection)
 
     @model_validator(mode="after")
     def _unique_names(self) -> Config:

@@ -21,7 +21,9 @@ from typing import TYPE_CHECKING, Any
 import anyio
 
 from fairgate.gateway.errors import APIError, InvalidRequest, Unavailable, UpstreamError
+from fairgate.gateway.guards import stall_guard, within
 from fairgate.gateway.overhead import UpstreamClock
+from fairgate.gateway.reasoning_budget import BudgetedMeter, make_meter
 from fairgate.metering.meter import RequestMeter
 from fairgate.metering.reasoning import Piece
 from fairgate.metering.record import Status
@@ -107,8 +109,12 @@ class Generation:
         self.upstream = UpstreamClock()
 
     def _new_meter(self) -> RequestMeter:
-        meter = RequestMeter(
-            self.model.markers, self.runtime.recorder.committer(), self.model.tokenizer.encode
+        meter = make_meter(
+            self.runtime.controls.reasoning_budget(self.tenant),
+            self.model.markers,
+            self.runtime.recorder.committer(),
+            self.model.tokenizer.encode,
+            self.model.tokenizer.decode,
         )
         meter.prompt(self.prompt_ids)
         return meter
@@ -134,13 +140,17 @@ class Generation:
     async def _attempts(self) -> AsyncIterator[Visible]:
         tried: set[str] = set()
         while True:
-            replica_id = await self.runtime.dispatcher.acquire(
-                self.request_id,
-                self.tenant,
+            replica_id = await within(
+                self.runtime.dispatcher.acquire(
+                    self.request_id,
+                    self.tenant,
+                    self.model.name,
+                    self.prompt_ids,
+                    self._max_tokens(),
+                    frozenset(tried),
+                ),
+                self.runtime.controls.queue_timeout_s,
                 self.model.name,
-                self.prompt_ids,
-                self._max_tokens(),
-                frozenset(tried),
             )
             self.replica = replica_id
             self._admitted_at = self._admitted_at or time.monotonic()
@@ -170,7 +180,7 @@ class Generation:
             self.request_id, self.endpoint, self._upstream_body(), self.prompt_ids
         )
         self.upstream.request_sent()
-        events = replica.stream(request)
+        events = stall_guard(replica.stream(request), self.runtime.controls.stall_timeout_s)
         try:
             async for event in events:
                 self.upstream.event()
@@ -179,6 +189,9 @@ class Generation:
                     if shown is not None:
                         self._sent_visible = True
                         yield shown
+                    if isinstance(self.meter, BudgetedMeter) and self.meter.cut:
+                        self.finish_reason = "length"  # the tenant's max_reasoning_tokens
+                        break
                 elif isinstance(event, EnginePrompt):
                     self.meter.prompt(event.token_ids)
                 elif isinstance(event, EngineUsage):
@@ -262,6 +275,7 @@ class Generation:
             )
         self.runtime.dispatcher.finish(self.request_id, engine.cached_tokens if engine else None)
         now = time.monotonic()
+        await self.runtime.controls.settle(self.request_id, usage)
         receipt = await self.runtime.recorder.record(
             request_id=self.request_id,
             tenant=self.tenant,

@@ -20,6 +20,7 @@ from prometheus_client import CollectorRegistry
 
 from fairgate.gateway.auth import KeyStore, Tenant, TenantKeys, digest
 from fairgate.gateway.config import Config, ConfigError, ModelConfig
+from fairgate.gateway.controls import TenantControls
 from fairgate.gateway.dispatcher import Dispatcher
 from fairgate.gateway.engine_watch import EngineWatch
 from fairgate.gateway.metrics import GatewayMetrics
@@ -87,6 +88,7 @@ class Runtime:
             adaptive=config.scheduler.adaptive_inflight,
         )
         self.recorder = recorder or Recorder.open(config, self.metrics)
+        self.controls = TenantControls.for_config(config, self.recorder.prices)
         self.replicas = ReplicaSet()
         self.replicas.subscribe(RoutingListener(self.dispatcher))
         self.replicas.subscribe(MetricsListener(self.metrics.replica_healthy))
@@ -143,6 +145,7 @@ class Runtime:
         for model in self.models.values():
             for replica in model.replicas.values():
                 await replica.aclose()
+        self.controls.close()
         self.recorder.close()
 
     def _build_model(self, config: ModelConfig) -> ModelRuntime:

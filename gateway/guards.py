@@ -1,0 +1,113 @@
+"""Request guards: a tenant's ceiling on ``max_tokens``, the engine's reasoning budget, and
+the timeouts for waiting in the queue and for an upstream stream that stalls.
+
+Timeouts, and why each answers what it does:
+
+* queue: 503 ``queue_timeout`` with ``Retry-After``. The request waited its full time because
+  the replicas are busy (capacity), not because the tenant passed a limit of its own, which
+  is what a 429 would tell it.
+* stall: 504 ``upstream_timeout``. The engine took the request and then went quiet; before the
+  first byte this is the HTTP status, after it an error event ends the stream.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from fairgate.gateway.errors import APIError, InvalidRequest, Unavailable
+from fairgate.metering.record import Status
+
+if TYPE_CHECKING:
+    from fairgate.gateway.config import TenantConfig
+    from fairgate.gateway.replica_set import ModelRuntime
+
+T = TypeVar("T")
+
+
+class MaxTokensTooHigh(InvalidRequest):
+    code = "max_tokens_exceeded"
+
+
+class QueueTimeout(Unavailable):
+    code = "queue_timeout"
+    ledger_status = Status.TIMEOUT
+
+
+class UpstreamStalled(APIError):
+    status = 504
+    type = "api_error"
+    code = "upstream_timeout"
+    ledger_status = Status.TIMEOUT
+
+
+def requested_max_tokens(body: dict[str, Any]) -> int | None:
+    value = body.get("max_completion_tokens") or body.get("max_tokens")
+    return int(value) if value else None
+
+
+def apply_max_tokens_ceiling(
+    ceiling: int, model: ModelRuntime, body: dict[str, Any], prompt_tokens: int
+) -> None:
+    """Refuse a ``max_tokens`` above the tenant's ceiling; without one, the ceiling is the
+    request's (shortened to what the context has room for)."""
+    wanted = requested_max_tokens(body)
+    field = "max_completion_tokens" if "max_completion_tokens" in body else "max_tokens"
+    if wanted is not None:
+        if wanted > ceiling:
+            raise MaxTokensTooHigh(
+                f"'{field}' is {wanted}, above this tenant's ceiling of {ceiling}.", param=field
+            )
+        return
+    room = model.max_model_len - prompt_tokens if model.max_model_len else ceiling
+    body["max_tokens"] = max(1, min(ceiling, room))
+
+
+def engine_reasoning_budget(
+    tenant: TenantConfig, model: ModelRuntime, body: dict[str, Any]
+) -> None:
+    """Ask the engine to cut the reasoning itself where it can: vLLM's ``thinking_token_budget``
+    needs a reasoning parser (it refuses the field otherwise). The gateway enforces the budget
+    in every case (``reasoning_budget``)."""
+    budget = tenant.max_reasoning_tokens
+    if budget is None or model.config.provider != "vllm" or not model.config.reasoning_parser:
+        return
+    asked = body.get("thinking_token_budget")
+    body["thinking_token_budget"] = budget if not isinstance(asked, int) else min(asked, budget)
+
+
+async def within(work: Awaitable[T], timeout: float | None, model: str) -> T:
+    """Wait for a replica slot for at most ``timeout`` seconds."""
+    if timeout is None:
+        return await work
+    try:
+        async with asyncio.timeout(timeout):
+            return await work
+    except TimeoutError:
+        raise QueueTimeout(
+            f"The request waited {timeout:g} s for a replica of model '{model}' and none was "
+            "free; the replicas are at capacity. Retry later.",
+            headers={"Retry-After": str(max(1, round(timeout / 10)))},
+        ) from None
+
+
+async def stall_guard(
+    events: AsyncGenerator[T, None], timeout: float | None
+) -> AsyncGenerator[T, None]:
+    """``events``, failing with 504 when the next one takes longer than ``timeout``."""
+    iterator: AsyncIterator[T] = events
+    try:
+        while True:
+            try:
+                async with asyncio.timeout(timeout):  # None: no limit
+                    event = await anext(iterator)
+            except StopAsyncIteration:
+                return
+            except TimeoutError:
+                raise UpstreamStalled(
+                    f"The upstream sent nothing for {timeout:g} s; the request was stopped."
+                ) from None
+            yield event
+    finally:
+        await events.aclose()

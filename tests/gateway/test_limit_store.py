@@ -1,0 +1,106 @@
+"""The counter store behind tenant limits, on SQLite (PostgreSQL: test_limits_postgres.py)."""
+
+from __future__ import annotations
+
+import threading
+from decimal import Decimal
+from pathlib import Path
+
+from fairgate.gateway.limit_store import (
+    LEASE_S,
+    WINDOW_S,
+    Ask,
+    Settlement,
+    SQLiteLimitStore,
+    decide,
+)
+
+T0 = 1_800_000_000.0
+
+
+def rpm(limit: int) -> Ask:
+    return Ask("requests", Decimal(1), Decimal(limit), WINDOW_S)
+
+
+def test_requests_fill_a_rolling_window_and_leave_it(tmp_path: Path) -> None:
+    store = SQLiteLimitStore(tmp_path / "limits.sqlite3")
+    for i in range(3):
+        assert store.reserve("alice", f"r{i}", [rpm(3)], T0 + i) is None
+    refusal = store.reserve("alice", "r3", [rpm(3)], T0 + 10)
+    assert refusal is not None and refusal.kind == "requests"
+    assert refusal.used == 3 and refusal.retry_after == 50  # the first hold leaves at T0 + 60
+    assert store.reserve("bob", "b0", [rpm(3)], T0 + 10) is None  # per tenant
+    assert store.reserve("alice", "r4", [rpm(3)], T0 + 60.5) is None  # r0 has left
+    assert store.reserve("alice", "r5", [rpm(3)], T0 + 60.6) is not None
+
+
+def test_all_holds_or_none(tmp_path: Path) -> None:
+    store = SQLiteLimitStore(tmp_path / "limits.sqlite3")
+    concurrent = Ask("concurrent", Decimal(1), Decimal(1), LEASE_S)
+    assert store.reserve("alice", "a", [rpm(5), concurrent], T0) is None
+    refusal = store.reserve("alice", "b", [rpm(5), concurrent], T0 + 1)
+    assert refusal is not None and refusal.kind == "concurrent" and refusal.retry_after == 1
+    # The refused request took no request hold either: four more fit after a settle.
+    store.settle(Settlement("a", "alice", None, None), T0 + 2)
+    for i in range(4):
+        assert store.reserve("alice", f"c{i}", [rpm(5)], T0 + 3) is None
+    assert store.reserve("alice", "d", [rpm(5)], T0 + 3) is not None
+
+
+def test_tokens_are_settled_on_real_usage(tmp_path: Path) -> None:
+    store = SQLiteLimitStore(tmp_path / "limits.sqlite3")
+    tpm = Decimal(1000)
+    assert store.reserve("alice", "a", [Ask("tokens", Decimal(900), tpm, WINDOW_S)], T0) is None
+    assert store.reserve("alice", "b", [Ask("tokens", Decimal(200), tpm, WINDOW_S)], T0) is not None
+    store.settle(Settlement("a", "alice", 150, None), T0 + 30)  # used 150 of its 900 estimate
+    assert (
+        store.reserve("alice", "b", [Ask("tokens", Decimal(800), tpm, WINDOW_S)], T0 + 31) is None
+    )
+    # a's real tokens count for 60 s from its settlement, not from its admission
+    refusal = store.reserve("alice", "c", [Ask("tokens", Decimal(100), tpm, WINDOW_S)], T0 + 80)
+    assert refusal is not None and refusal.retry_after == 10
+    assert (
+        store.reserve("alice", "c", [Ask("tokens", Decimal(100), tpm, WINDOW_S)], T0 + 91) is None
+    )
+
+
+def test_a_lone_request_above_the_token_limit_still_runs() -> None:
+    ask = Ask("tokens", Decimal(5000), Decimal(1000), WINDOW_S)
+    assert decide([ask], {}, Decimal(0), T0) is None
+    assert decide([ask], {"tokens": (Decimal(1), T0 + 5)}, Decimal(0), T0) is not None
+
+
+def test_budget_holds_the_estimate_and_keeps_the_real_cost(tmp_path: Path) -> None:
+    store = SQLiteLimitStore(tmp_path / "limits.sqlite3")
+    end = T0 + 3600
+
+    def spend(amount: str) -> Ask:
+        return Ask("spend", Decimal(amount), Decimal("1.00"), LEASE_S, "p1", end)
+
+    assert store.reserve("alice", "a", [spend("0.60")], T0) is None
+    refusal = store.reserve("alice", "b", [spend("0.50")], T0 + 1)
+    assert refusal is not None and refusal.kind == "spend" and refusal.retry_after == 3599
+    store.settle(Settlement("a", "alice", None, Decimal("0.000150000001"), "p1"), T0 + 2)
+    assert store.spent("alice", "p1") == Decimal("0.000150000001")  # exact, not a float
+    assert store.reserve("alice", "b", [spend("0.50")], T0 + 3) is None
+    store.settle(Settlement("b", "alice", None, Decimal("0.999"), "p1"), T0 + 4)
+    assert store.reserve("alice", "c", [spend("0.001")], T0 + 5) is not None
+    assert store.spent("alice", "p2") == 0
+
+
+def test_two_stores_on_one_file_never_admit_past_the_limit(tmp_path: Path) -> None:
+    stores = [SQLiteLimitStore(tmp_path / "limits.sqlite3") for _ in range(2)]
+    admitted: list[str] = []
+
+    def worker(n: int) -> None:
+        for i in range(40):
+            rid = f"w{n}-{i}"
+            if stores[n % 2].reserve("alice", rid, [rpm(25)], T0) is None:
+                admitted.append(rid)
+
+    threads = [threading.Thread(target=worker, args=(n,)) for n in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(admitted) == 25
