@@ -13,6 +13,7 @@ from __future__ import annotations
 import hmac
 import os
 import secrets
+import time
 from pathlib import Path
 from typing import Any
 
@@ -22,10 +23,12 @@ from fairgate.gateway.auth import bearer_token
 from fairgate.gateway.config import Config, ConfigError
 from fairgate.gateway.errors import Forbidden, InvalidRequest, Unauthorized
 from fairgate.gateway.runtime import Runtime
+from fairgate.metering.usage import Usage
 
 router = APIRouter(prefix="/admin")
 ADMIN_KEY_FILE = "admin-key"
 ADMIN_KEY_PREFIX = "sk-fg-admin-"
+ADMIN_TENANT = "@admin"  # the ledger's tenant for admin actions; no tenant name has an "@"
 
 
 def admin_key(config: Config) -> str:
@@ -63,9 +66,31 @@ def require_admin(request: Request) -> Runtime:
     return runtime
 
 
+async def record_action(
+    runtime: Runtime,
+    request: Request,
+    action: str,
+    *,
+    tenant: str = ADMIN_TENANT,
+    status_code: int = 200,
+) -> None:
+    """One ledger record for one admin action (no usage, no model)."""
+    await runtime.recorder.record(
+        request_id=request.state.request_id,
+        tenant=tenant,
+        model="-",
+        replica=None,
+        status=f"admin_{action}",
+        status_code=status_code,
+        started_at=time.time(),
+        usage=Usage(),
+    )
+
+
 @router.get("/replicas")
 async def list_replicas(request: Request) -> dict[str, Any]:
     runtime = require_admin(request)
+    await record_action(runtime, request, "replicas")
     return describe(runtime)
 
 
@@ -73,9 +98,12 @@ async def list_replicas(request: Request) -> dict[str, Any]:
 async def reload(request: Request) -> dict[str, Any]:
     runtime = require_admin(request)
     try:
-        return await runtime.reload()
+        result = await runtime.reload()
     except ConfigError as error:
+        await record_action(runtime, request, "reload_failed", status_code=400)
         raise InvalidRequest(f"the new configuration is invalid: {error}") from None
+    await record_action(runtime, request, "reload")
+    return result
 
 
 def describe(runtime: Runtime) -> dict[str, Any]:

@@ -14,7 +14,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from fairgate import __version__
-from fairgate.gateway import admin, api, audit, ops, responses
+from fairgate.gateway import admin, admin_tenants, api, audit, ops, responses
 from fairgate.gateway.config import Config
 from fairgate.gateway.errors import APIError, error_body
 from fairgate.gateway.runtime import Runtime
@@ -41,6 +41,7 @@ def create_app(config: Config, runtime: Runtime | None = None) -> FastAPI:
     app.include_router(responses.router)
     app.include_router(ops.router)
     app.include_router(admin.router)
+    app.include_router(admin_tenants.router)
     app.include_router(audit.router)
     app.add_middleware(RequestIdMiddleware)
     app.add_exception_handler(APIError, _api_error)  # type: ignore[arg-type]

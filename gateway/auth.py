@@ -23,6 +23,12 @@ def digest(key: str) -> bytes:
     return hashlib.sha256(key.encode("utf-8")).digest()
 
 
+def key_id(sha256: bytes) -> str:
+    """A key's public name: a prefix of its digest, so keys stored before ids existed have one
+    too. It identifies the key to an operator; it cannot be used to authenticate."""
+    return "key_" + sha256.hex()[:16]
+
+
 @dataclass(slots=True, frozen=True)
 class Tenant:
     name: str
@@ -35,6 +41,10 @@ class StoredKey:
     weight: float | None
     sha256: bytes
     created_at: float
+
+    @property
+    def id(self) -> str:
+        return key_id(self.sha256)
 
 
 class TenantKeys:
@@ -49,6 +59,9 @@ class TenantKeys:
 
     def add(self, sha256: bytes, tenant: str) -> None:
         self._entries.append((sha256, tenant))
+
+    def remove(self, sha256: bytes) -> None:
+        self._entries = [(stored, t) for stored, t in self._entries if stored != sha256]
 
     def lookup(self, key: str) -> str | None:
         presented = digest(key)
@@ -83,26 +96,35 @@ class KeyStore:
         ]
 
     def create(self, tenant: str, weight: float | None = None) -> str:
+        return self.issue(tenant, weight)[0]
+
+    def issue(self, tenant: str, weight: float | None = None) -> tuple[str, StoredKey]:
+        """A new key (shown to its owner once) and what is stored of it: only its digest."""
         key = KEY_PREFIX + secrets.token_urlsafe(32)
-        rows: list[dict[str, object]] = [
-            {
-                "tenant": k.tenant,
-                "weight": k.weight,
-                "sha256": k.sha256.hex(),
-                "created_at": k.created_at,
-            }
-            for k in self.load()
-        ]
-        rows.append(
-            {
-                "tenant": tenant,
-                "weight": weight,
-                "sha256": digest(key).hex(),
-                "created_at": time.time(),
-            }
+        stored = StoredKey(tenant, weight, digest(key), time.time())
+        self._save([*self.load(), stored])
+        return key, stored
+
+    def revoke(self, id_: str) -> StoredKey | None:
+        """Delete the key named ``id_``; ``None`` when there is none."""
+        keys = self.load()
+        found = next((k for k in keys if hmac.compare_digest(k.id, id_)), None)
+        if found is not None:
+            self._save([k for k in keys if k is not found])
+        return found
+
+    def _save(self, keys: list[StoredKey]) -> None:
+        self._write(
+            [
+                {
+                    "tenant": k.tenant,
+                    "weight": k.weight,
+                    "sha256": k.sha256.hex(),
+                    "created_at": k.created_at,
+                }
+                for k in keys
+            ]
         )
-        self._write(rows)
-        return key
 
     def _write(self, rows: list[dict[str, object]]) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)

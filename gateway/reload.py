@@ -1,6 +1,7 @@
 """What a configuration reload changes, decided without touching anything.
 
-A reload applies one kind of change live: the replica count of a ``vllm`` model. Everything
+A reload applies live the replica count of a ``vllm`` model, and the ``tenants`` and ``guards``
+sections whole (keys, weights, limits, timeouts). Everything
 else that differs is reported as needing a restart, so an operator sees at once which part of
 the new file did not take effect. ``scale_plan`` picks replica indices: scaling down stops the
 highest indices, scaling up fills the lowest free ones (an index still draining is not free:
@@ -21,6 +22,7 @@ from typing import Any
 from fairgate.gateway.config import Config
 
 LIVE_MODEL_FIELDS = frozenset({"replicas"})
+LIVE_SECTIONS = frozenset({"tenants", "guards"})  # applied whole: keys, weights, limits
 
 
 @dataclass(slots=True, frozen=True)
@@ -83,8 +85,8 @@ def plan_reload(old: Config, new: Config) -> ReloadPlan:
                 scale.append(Scale(name, after.replicas))
             else:
                 needs_restart.append(f"models.{name}.{key}")
-    old_rest = old.model_dump(exclude={"models"})
-    new_rest = new.model_dump(exclude={"models"})
+    old_rest = old.model_dump(exclude={"models", *LIVE_SECTIONS})
+    new_rest = new.model_dump(exclude={"models", *LIVE_SECTIONS})
     needs_restart += _changed_fields(old_rest, new_rest)
     return ReloadPlan(tuple(scale), tuple(needs_restart))
 

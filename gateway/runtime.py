@@ -229,10 +229,21 @@ class Runtime:
             m.model_copy(update={"replicas": counts[m.name]}) if m.name in counts else m
             for m in self.config.models
         ]
-        self.config = self.config.model_copy(update={"models": models})
+        live = {"models": models, "tenants": new.tenants, "guards": new.guards}
+        self.config = self.config.model_copy(update=live)
+        self._apply_tenants()
         for item in plan.needs_restart:
             log.warning("reload: %s changed; restart the gateway to apply it", item)
         return {"scaled": applied, "needs_restart": list(plan.needs_restart)}
+
+    def _apply_tenants(self) -> None:
+        """A reload's tenants, keys, weights, limits and guards take effect at once."""
+        self.keyring, tenants = load_tenants(self.config)
+        self.tenants.clear()  # in place: the metrics follow this dict
+        self.tenants.update(tenants)
+        for tenant in tenants.values():
+            self.scheduler.set_tenant(tenant.name, tenant.weight)
+        self.controls.update(self.config)
 
     async def _discover(self, model: ModelRuntime) -> None:
         """Ask an OpenAI-compatible upstream for its model id and context length."""

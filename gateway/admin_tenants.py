@@ -1,0 +1,118 @@
+"""Operator endpoints for tenants and their keys, behind the admin key.
+
+    GET    /admin/tenants      every tenant: weight, limits, reasoning budget, prompt guard,
+                               key ids, and the budget spent this period
+    POST   /admin/keys         {"tenant", "weight"?}: a new key, shown in this answer only
+                               (stored as its SHA-256 digest)
+    DELETE /admin/keys/{id}    revoke a key; the next request with it gets a 401
+
+Every admin action, these and ``/admin/replicas`` and ``/admin/reload``, is a ledger record
+(``status`` ``admin_<action>``, no usage): the ledger is also the operators' audit trail. A key
+action is recorded under the key's tenant, the others under ``@admin``, which no tenant can
+be named (tenant names have no ``@``).
+
+Keys in the configuration file (``tenants[].api_keys``) are the file's: they are listed, and
+revoked by editing the file and reloading, not here.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from fairgate.gateway.admin import record_action, require_admin
+from fairgate.gateway.auth import KeyStore, Tenant, digest, key_id
+from fairgate.gateway.errors import APIError, InvalidRequest, RecordNotFound, invalid_request
+from fairgate.gateway.runtime import Runtime
+
+router = APIRouter(prefix="/admin")
+
+
+class KeyRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    tenant: str = Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.\-]+$")
+    weight: float | None = Field(default=None, gt=0)
+
+
+class KeyNotFound(RecordNotFound):
+    code = "key_not_found"
+
+
+@router.get("/tenants")
+async def list_tenants(request: Request) -> dict[str, Any]:
+    runtime = require_admin(request)
+    await record_action(runtime, request, "tenants")
+    return {"object": "list", "data": [describe(runtime, name) for name in sorted(runtime.tenants)]}
+
+
+@router.post("/keys")
+async def create_key(request: Request) -> dict[str, Any]:
+    runtime = require_admin(request)
+    try:
+        asked = KeyRequest.model_validate(await request.json())
+    except ValidationError as error:
+        raise invalid_request(error) from None
+    except ValueError:
+        raise InvalidRequest("The request body must be JSON.") from None
+    key, stored = KeyStore(runtime.config.data_dir).issue(asked.tenant, asked.weight)
+    runtime.keyring.add(stored.sha256, stored.tenant)
+    if stored.tenant not in runtime.tenants:
+        runtime.tenants[stored.tenant] = Tenant(stored.tenant, asked.weight or 1.0)
+        runtime.scheduler.set_tenant(stored.tenant, asked.weight or 1.0)
+    await record_action(runtime, request, "key_created", tenant=stored.tenant)
+    return {
+        "object": "api_key",
+        "id": stored.id,
+        "tenant": stored.tenant,
+        "key": key,
+        "created_at": int(stored.created_at),
+    }
+
+
+@router.delete("/keys/{id_}")
+async def revoke_key(request: Request, id_: str) -> dict[str, Any]:
+    runtime = require_admin(request)
+    revoked = KeyStore(runtime.config.data_dir).revoke(id_)
+    if revoked is None:
+        error: APIError = KeyNotFound(f"No API key with id '{id_}'.", param="id")
+        if id_ in _config_key_ids(runtime):
+            error = InvalidRequest(
+                f"Key '{id_}' is set in the configuration file: remove it there and reload.",
+                param="id",
+            )
+        await record_action(runtime, request, "key_revoke_failed", status_code=error.status)
+        raise error
+    runtime.keyring.remove(revoked.sha256)
+    await record_action(runtime, request, "key_revoked", tenant=revoked.tenant)
+    return {"object": "api_key", "id": revoked.id, "tenant": revoked.tenant, "deleted": True}
+
+
+def _config_key_ids(runtime: Runtime) -> set[str]:
+    return {key_id(digest(key)) for t in runtime.config.tenants for key in t.api_keys}
+
+
+def describe(runtime: Runtime, name: str) -> dict[str, Any]:
+    tenant = runtime.tenants[name]
+    config = runtime.controls.tenant(name)
+    keys = [
+        {"id": k.id, "source": "api", "created_at": int(k.created_at)}
+        for k in KeyStore(runtime.config.data_dir).load()
+        if k.tenant == name
+    ]
+    if config is not None:
+        keys += [{"id": key_id(digest(key)), "source": "config"} for key in config.api_keys]
+    spent = runtime.controls.gate.spent(name)
+    return {
+        "name": name,
+        "weight": tenant.weight,
+        "limits": config.limits.model_dump(mode="json") if config and config.limits else None,
+        "max_reasoning_tokens": config.max_reasoning_tokens if config else None,
+        "prompt_guard": (
+            config.prompt_guard.model_dump(mode="json") if config and config.prompt_guard else None
+        ),
+        "budget_spent": None if spent is None else str(spent),
+        "keys": keys,
+    }
