@@ -8,15 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from fairgate.gateway.config import Config
 from tests.faults.checks import assert_settled
 from tests.faults.tally import TALLY
 from tests.faults.upstream import REASONING, ask, count_errors, faulty_pair
 
-pytestmark = [
-    pytest.mark.timeout(60),
-    pytest.mark.skipif("guards" not in Config.model_fields, reason="no guards section yet"),
-]
+pytestmark = pytest.mark.timeout(60)
 STALL_S = 1.0
 
 
