@@ -331,6 +331,7 @@ class Scheduler:
         self._charge_router(record, record.expected_work)
         record.load = record.expected_work
         replica.outstanding += record.load
+        replica.add_queued(record.tenant, record.load)
         replica.queue.push(record)
 
     def _unqueue(self, record: JobRecord) -> None:
@@ -338,6 +339,7 @@ class Scheduler:
         if replica is not None:
             if record.job_id in replica.queue:
                 replica.queue.remove(record.job_id)
+                replica.add_queued(record.tenant, -record.load)
             replica.outstanding = max(0.0, replica.outstanding - record.load)
         self._charge_router(record, -record.expected_work)
 
@@ -378,6 +380,7 @@ class Scheduler:
         prompt_len = len(job.prompt)
         hit = _billable_hit(prompt_len, replica.tree.insert(job.cache_key, job.prompt))
         record.start(now, hit)
+        replica.add_queued(job.tenant, -record.load)
         replica.inflight[job.job_id] = None
         replica.prompt_tokens += prompt_len
         replica.predicted_hit_tokens += hit

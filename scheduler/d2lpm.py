@@ -10,10 +10,15 @@ queued jobs follow one prefix on credit they have already spent. A job goes:
 
 1. when the tenant has credit on no candidate, every candidate's deficit is refilled by
    Q_w * weight (as many rounds as it takes for one to turn positive);
-2. among replicas where its deficit is positive, to one with the longest prefix match (a
-   match covering no more than ``cache_threshold`` of the prompt counts as none, as in
-   SGLang's router), the least loaded in work among ties: "locality" when that is the
-   cluster's longest match, "spill" when the longest is on a replica it has no credit on;
+2. among replicas where its deficit is positive and some prefix is cached (a match covering
+   no more than ``cache_threshold`` of the prompt counts as none, as in SGLang's router), or
+   that have room for it, to the one where it costs least: its own work there (the cached
+   prefix is cheap) plus the queued work it would wait behind under a fair local queue (its
+   tenant's own, and about one job's worth from each other tenant queued there); ties go to
+   the longer match, then the least work. "locality" when it is the cluster's longest
+   match, "spill" otherwise. (The paper takes the longest match among credited replicas;
+   measured through the gateway, that sent two light tenants with short prefixes to one
+   replica behind each other while the flood alone had the other.)
 3. a prefix cached nowhere is "placed" where it fits in the prefix index without evicting,
    so that each tenant's hot prefix stays resident while the caches can hold them all; and a
    tenant out of credit where its prefix is cached stays there ("kept") when every replica it
@@ -32,7 +37,7 @@ from collections.abc import Sequence
 
 from fairgate.scheduler.config import SchedulerConfig
 from fairgate.scheduler.job import Job
-from fairgate.scheduler.router import C, Router, least_work, overloaded
+from fairgate.scheduler.router import C, Candidate, Router, least_work, overloaded
 from fairgate.scheduler.tenants import TenantBook
 
 
@@ -61,14 +66,26 @@ class D2LPM(Router):
             reason = "kept"
             choice = least_work([c for m, c in zip(matches, candidates, strict=True) if m == best])
             return self._guard(reason, choice, candidates)
-        best_positive = max(m for m, _ in positive)
-        pool = [c for m, c in positive if m == best_positive]
-        if best_positive > 0:
-            reason = "locality" if best_positive == best else "spill"
-            choice = least_work(pool)
-        else:
-            reason, choice = "place", _place(job, pool)
-        return self._guard(reason, choice, candidates)
+        if max(m for m, _ in positive) == 0:
+            return self._guard("place", _place(job, [c for _, c in positive]), candidates)
+        usable = [(m, c) for m, c in positive if m or c.cache_room() >= len(job.prompt)]
+        m, choice = min(usable, key=lambda mc: (self._cost(job, *mc), -mc[0], mc[1].work()))
+        return self._guard("locality" if m == best else "spill", choice, candidates)
+
+    def _cost(self, job: Job, match: int, replica: Candidate) -> float:
+        """What the job costs on ``replica`` in weighted tokens: its own work there (the
+        prefix cached there is cheap) plus the queued work it would wait behind. Locality
+        decides when the queues ahead are alike; a light tenant does not follow its prefix
+        to a replica where other tenants are queued when one nearby has room for it."""
+        cfg = self.config
+        hit = max(0, min(match, len(job.prompt) - 1))
+        output = self.tenants.expected_output(job.tenant, job.max_tokens)
+        own = (
+            (len(job.prompt) - hit) * cfg.prompt_weight
+            + hit * cfg.cached_prompt_weight
+            + output * cfg.completion_weight
+        )
+        return replica.work_ahead(job.tenant, own) + own
 
     def _guard(self, reason: str, choice: C, candidates: Sequence[C]) -> C:
         cfg = self.config

@@ -23,12 +23,29 @@ class Replica:
     reported_prompt_tokens: int = 0  # prompt tokens of jobs whose engine reported a count
     cached_tokens: int = 0  # of those, cached according to the engine
     outstanding: float = 0.0  # expected work (weighted tokens) of queued + running jobs
+    queued_work: dict[str, float] = field(default_factory=dict)  # tenant -> expected, queued
 
     def load(self) -> int:
         return len(self.queue) + len(self.inflight)
 
     def work(self) -> float:
         return self.outstanding
+
+    def work_ahead(self, tenant: str, job_work: float) -> float:
+        """Queued work a new job of ``tenant`` would wait behind under a fair local queue:
+        its tenant's own queued work, and from every other tenant queued here about as much
+        as the job itself (a fair queue interleaves backlogged tenants; it does not serve
+        anyone's whole backlog first)."""
+        return sum(
+            work if t == tenant else min(work, job_work) for t, work in self.queued_work.items()
+        )
+
+    def add_queued(self, tenant: str, work: float) -> None:
+        left = self.queued_work.get(tenant, 0.0) + work
+        if left > 1e-9:
+            self.queued_work[tenant] = left
+        else:
+            self.queued_work.pop(tenant, None)
 
     def cache_room(self) -> int:
         """Tokens the prefix index can take before it evicts."""

@@ -34,6 +34,10 @@ class Candidate(Protocol):
         """Tokens the prefix index can take before it evicts."""
         ...
 
+    def work_ahead(self, tenant: str, job_work: float) -> float:
+        """Queued work a new job of ``tenant`` of ``job_work`` would wait behind here."""
+        ...
+
     def prefix_match(self, job: Job) -> int:
         """Tokens of ``job.prompt`` this replica's prefix index holds."""
         ...

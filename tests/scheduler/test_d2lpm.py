@@ -88,6 +88,7 @@ class FakeReplica:
     replica_id: str
     queued: int = 0
     hit: int = 0
+    ahead: float = 0.0
 
     def load(self) -> int:
         return self.queued
@@ -103,6 +104,9 @@ class FakeReplica:
 
     def cache_size(self) -> int:
         return 0
+
+    def work_ahead(self, tenant: str, job_work: float) -> float:
+        return self.ahead
 
 
 def test_too_uneven_queues_fall_back_to_least_load():
@@ -133,3 +137,14 @@ def test_credit_recovers_after_refunds_and_forgets_removed_replicas():
     assert router.deficits("t") == {"a": -20.0}
     router.forget("a")
     assert router.deficits("t") == {}
+
+
+def test_a_short_prefix_does_not_pull_a_job_behind_other_tenants_queues():
+    router = D2LPM(SchedulerConfig(), TenantBook())
+    job = Job("j", "light", "m", tuple(range(50)), 16)  # expected work: 50 - hit + 32
+    behind = FakeReplica("behind", hit=48, ahead=200.0)  # the other light tenant queues here
+    free = FakeReplica("free", hit=40)
+    assert router.route(job, [behind, free]).replica_id == "free"  # 0 + 42 < 200 + 34
+    assert router.reasons == {"spill": 1}
+    alike = [FakeReplica("behind", hit=48, ahead=5.0), FakeReplica("free", hit=40, ahead=5.0)]
+    assert router.route(job, alike).replica_id == "behind"  # queues alike: locality
