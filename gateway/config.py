@@ -196,6 +196,8 @@ class SchedulerSection(_SchedulerFields):  # type: ignore[misc]
 
 class LedgerSection(_Strict):
     url: str | None = None
+    # SQLite: "commit" fsyncs before each receipt; "background" fsyncs right after (README)
+    sync: Literal["commit", "background"] = "commit"
     block_size: int = Field(default=16, ge=1)
     signing_key: Path | None = None  # PEM file, e.g. a mounted Kubernetes Secret
 

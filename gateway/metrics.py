@@ -32,6 +32,9 @@ class GatewayMetrics:
         self._tenants: Container[str] | None = None
         self._models: Container[str] | None = None
         self._prefix: dict[tuple[str, str], tuple[int, int]] = {}  # (prompt, cached) totals
+        # Labelled children of the per-token histograms, by label values: prometheus_client's
+        # labels() validates and locks on every call, and these run once per streamed chunk.
+        self._token_children: dict[tuple[str, str], tuple[Histogram, Histogram]] = {}
         tm = ["tenant", "model"]
         mr = ["model", "replica"]
         self.requests = Counter(
@@ -197,11 +200,19 @@ class GatewayMetrics:
         for kind, value in kinds.items():
             self.tokens.labels(tenant, model, kind).inc(value)
 
+    def _token_histograms(self, tenant: str, model: str) -> tuple[Histogram, Histogram]:
+        labels = self.labels(tenant, model)
+        children = self._token_children.get(labels)
+        if children is None:
+            children = (self.ttft.labels(*labels), self.itl.labels(*labels))
+            self._token_children[labels] = children
+        return children
+
     def observe_first_token(self, tenant: str, model: str, seconds: float) -> None:
-        self.ttft.labels(*self.labels(tenant, model)).observe(seconds)
+        self._token_histograms(tenant, model)[0].observe(seconds)
 
     def observe_inter_token(self, tenant: str, model: str, seconds: float) -> None:
-        self.itl.labels(*self.labels(tenant, model)).observe(seconds)
+        self._token_histograms(tenant, model)[1].observe(seconds)
 
     def replica_added(self, model: str, replica: str) -> None:
         """Create the replica's series at zero, so dashboards see it before any event."""

@@ -68,7 +68,9 @@ class Recorder:
     @classmethod
     def open(cls, config: Config, metrics: GatewayMetrics) -> Recorder:
         keyring = Keyring.load(config.data_dir, pem_path=config.ledger.signing_key)
-        ledger = open_ledger(config.ledger.url, config.data_dir, keyring.active)
+        ledger = open_ledger(
+            config.ledger.url, config.data_dir, keyring.active, sync=config.ledger.sync
+        )
         prices = PriceTable(
             {
                 m.name: ModelPrices.from_config(m.name, m.prices.model_dump(exclude_none=True))
@@ -198,6 +200,8 @@ class Recorder:
         usage: Usage,
         elapsed: float,
     ) -> None:
+        if not log.isEnabledFor(logging.INFO):  # the fields cost more than the check
+            return
         # OpenTelemetry GenAI semantic-convention attribute names, for log pipelines.
         log.info(
             "request finished",

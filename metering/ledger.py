@@ -3,7 +3,9 @@
 ``Ledger.append`` is synchronous and thread-safe. It returns only after the record is durably
 committed (SQLite: WAL with ``synchronous=FULL``, so the WAL is fsynced at every commit;
 PostgreSQL: ``synchronous_commit`` as the server is configured, ``on`` by default), so a client
-is never given a receipt for a record a crash could lose.
+is never given a receipt for a record a crash could lose. SQLite's ``sync="background"`` narrows
+that to crashes of the process: the record is written to the OS before ``append`` returns and
+fsynced right after, off the caller's path (``wal_sync``).
 
 Group commit: a signature chains each record to the previous one, so records are built one at a
 time, but a commit (an fsync) can carry many. Callers queue their entries; whoever finds no
@@ -330,6 +332,7 @@ def open_ledger(
     chain_id: str = DEFAULT_CHAIN,
     *,
     pricing: PriceTable | None = None,
+    sync: str = "commit",
 ) -> Ledger:
     """Open (creating if needed) the ledger at ``url``.
 
@@ -339,7 +342,10 @@ def open_ledger(
     * ``postgresql://...`` or ``postgres://...``: PostgreSQL (psycopg 3); give each gateway
       instance its own ``chain_id``.
 
-    ``key`` ``None`` opens the ledger read-only (export, verify, audit).
+    ``key`` ``None`` opens the ledger read-only (export, verify, audit). ``sync`` (SQLite):
+    ``commit`` fsyncs before ``append`` returns; ``background`` returns once the record is
+    written to the OS and fsyncs right after (see ``ledger_sqlite``). PostgreSQL commits as
+    its server's ``synchronous_commit`` says, whatever ``sync`` is.
     """
     data_dir = Path(data_dir)
     store: LedgerStore
@@ -352,7 +358,7 @@ def open_ledger(
             path = data_dir / url.removeprefix("sqlite:///")  # an absolute path replaces data_dir
         else:
             raise LedgerError(f"ledger url {url!r}: expected sqlite:///PATH")
-        store = SQLiteStore(path)
+        store = SQLiteStore(path, sync=sync)
     elif url.startswith(("postgresql://", "postgres://")):
         from fairgate.metering.ledger_postgres import PostgresStore
 

@@ -30,3 +30,38 @@ async def sse_payloads(lines: AsyncIterator[str]) -> AsyncIterator[dict[str, Any
             data.append(line[5:].lstrip(" ") if line[5:6] == " " else line[5:])
     if data and "\n".join(data).strip() != DONE:
         yield json.loads("\n".join(data))
+
+
+async def sse_data(chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    """Yield each event's ``data`` as bytes, straight from the body's chunks, stopping at
+    ``[DONE]``. The common event (one ``data:`` line) costs one slice; others are parsed as
+    ``sse_payloads`` parses them."""
+    buffer = b""
+    async for chunk in chunks:
+        buffer = buffer + chunk if buffer else chunk
+        if b"\r" in buffer:
+            if buffer.endswith(b"\r"):  # its \n may be in the next chunk
+                continue
+            buffer = buffer.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+        *events, buffer = buffer.split(b"\n\n")
+        for event in events:
+            data = _event_data(event)
+            if data is None:
+                continue
+            if data.strip() == b"[DONE]":
+                return
+            yield data
+    data = _event_data(buffer) if buffer else None
+    if data is not None and data.strip() != b"[DONE]":
+        yield data
+
+
+def _event_data(event: bytes) -> bytes | None:
+    if event.startswith(b"data: ") and b"\n" not in event:
+        return event[6:]
+    lines = [
+        line[6:] if line.startswith(b"data: ") else line[5:]
+        for line in event.split(b"\n")
+        if line.startswith(b"data:")
+    ]
+    return b"\n".join(lines) if lines else None

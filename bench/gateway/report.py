@@ -109,22 +109,23 @@ def ladder_table(rows: list[dict[str, Any]]) -> list[str]:
 
 def acceptance(rows: list[dict[str, Any]]) -> list[str]:
     rated = [r for r in rows if r["phase"] == "rates"]
-    mine = [r for r in rated if r["target"] == "fairgate"]
     router = {r["rate"]: r for r in rated if r["target"] == "vllm-router"}
     lines = []
-    for row in mine:
+    for row in (r for r in rated if r["target"].startswith("fairgate")):
         ratio = "-"
         if row["rate"] in router and router[row["rate"]]["cpu_ms"] > 0:
             ratio = f"{row['cpu_ms'] / router[row['rate']]['cpu_ms']:.2f}x"
         p50, p99 = added(rated, row, "total_p50"), added(rated, row, "total_p99")
         lines.append(
-            f"- at {row['rate']:.0f} req/s: fairgate CPU {_num(row['cpu_ms'])} ms/req "
-            f"({ratio} vllm-router's; target <= 2.5x), added total {_num(p50)} / {_num(p99)} ms "
+            f"- {row['target']} at {row['rate']:.0f} req/s: CPU {_cpu(row)} ms/req ({ratio} "
+            f"vllm-router's; target <= 2.5x), added total {_num(p50)} / {_num(p99)} ms "
             "(target <= 2 / 5 ms at 10 and 100 req/s)"
         )
-    best, _ = highest(rows).get("fairgate", (None, None))
-    if "fairgate" in highest(rows):
-        lines.append(f"- fairgate's highest sustained rate: {_num(best, 0)} req/s (target >= 400)")
+    for target, (best, _) in highest(rows).items():
+        if target.startswith("fairgate"):
+            lines.append(
+                f"- {target}: highest sustained rate {_num(best, 0)} req/s (target >= 400)"
+            )
     return lines
 
 

@@ -26,12 +26,12 @@ import uvloop
 
 from bench.gateway import report
 from bench.gateway.load import LoadResult, run_load
-from bench.gateway.targets import Target, make_targets
+from bench.gateway.targets import FAIRGATE_BACKGROUND, Target, make_targets
 from bench.gateway.upstream import LAST_WORD, MODEL
 from bench.peers.peer_env import DEFAULT_VENV, ROOT, ensure_peer_env
 from bench.peers.processes import Process, free_port
 
-TARGETS = ["direct", "fairgate", "litellm", "vllm-router"]
+TARGETS = ["direct", "fairgate", FAIRGATE_BACKGROUND, "litellm", "vllm-router"]
 LOAD_CORE, PROXY_CORE = 0, 1
 LADDER = [400, 600, 800, 1000, 1300, 1600, 2000, 2600, 3200]
 
@@ -242,6 +242,9 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--peers-venv", type=Path, default=DEFAULT_VENV)
     parser.add_argument("--token-gap-ms", type=float, default=0.0)
     parser.add_argument("--rounds", type=int, default=1)
+    parser.add_argument("--rates", help="comma-separated rates instead of 10,100,300")
+    parser.add_argument("--window-s", type=float, default=6.0)
+    parser.add_argument("--no-ladder", action="store_true", help="skip the highest-rate search")
     return parser.parse_args(argv)
 
 
@@ -251,8 +254,10 @@ def _settings(args: argparse.Namespace) -> Settings:
     targets = args.only or TARGETS
     if "direct" not in targets:
         targets = ["direct", *targets]
+    rates = [float(r) for r in args.rates.split(",")] if args.rates else [10, 100, 300]
+    ladder = [] if args.no_ladder else LADDER
     return Settings(
-        [10, 100, 300], 6.0, LADDER, 3.0, targets, args.token_gap_ms, max(1, args.rounds)
+        rates, args.window_s, ladder, 3.0, targets, args.token_gap_ms, max(1, args.rounds)
     )
 
 

@@ -3,6 +3,8 @@
     direct        the load generator talks to the upstream itself (the reference)
     fairgate      ``fairgate serve``: provider ``openai``, DLPM/D²LPM scheduling, metering,
                   Merkle commitment, Ed25519-signed SQLite ledger (synchronous=FULL)
+    fairgate sync=background   the same with ``ledger.sync: background`` (fsync after the
+                  receipt, off the response path)
     litellm       LiteLLM proxy, one deployment, one master key
     vllm-router   the Rust vLLM router, ``--policy round_robin``, one worker
 
@@ -30,6 +32,7 @@ from bench.peers.processes import Process, StartFailed, free_port
 __all__ = ["Target", "TargetUnavailable", "make_targets"]
 
 TENANT_KEY = "sk-bench-a"
+FAIRGATE_BACKGROUND = "fairgate sync=background"  # ledger.sync: background
 
 
 class TargetUnavailable(Exception):
@@ -105,7 +108,9 @@ def _launch(
     target.url = f"http://127.0.0.1:{port}/v1"
 
 
-def fairgate_config(upstream: str, data_dir: Path, embeddings: str) -> dict[str, Any]:
+def fairgate_config(
+    upstream: str, data_dir: Path, embeddings: str = "off", sync: str = "commit"
+) -> dict[str, Any]:
     return {
         "data_dir": str(data_dir),
         "admin_key": "bench-admin",
@@ -114,15 +119,22 @@ def fairgate_config(upstream: str, data_dir: Path, embeddings: str) -> dict[str,
             {"name": MODEL, "provider": "openai", "endpoints": [upstream], "reasoning": "visible"}
         ],
         "audit": {"embeddings": embeddings},
+        "ledger": {"sync": sync},
     }
 
 
 def start_fairgate(
-    name: str, upstream: str, workdir: Path, core: int, embeddings: str = "off"
+    name: str,
+    upstream: str,
+    workdir: Path,
+    core: int,
+    embeddings: str = "off",
+    sync: str = "commit",
 ) -> Target:
     workdir.mkdir(parents=True, exist_ok=True)
     config = workdir / "fairgate.yaml"
-    config.write_text(yaml.safe_dump(fairgate_config(upstream, workdir / "data", embeddings)))
+    settings = fairgate_config(upstream, workdir / "data", embeddings, sync)
+    config.write_text(yaml.safe_dump(settings))
     script = Path(sys.executable).parent / "fairgate"
     argv = [str(script), "serve", "--config", str(config), "--port", "{port}"]
     target = Target(name, fairgate_version(), key=TENANT_KEY)
@@ -184,6 +196,9 @@ def make_targets(
                 started.append(Target("direct", url=f"{upstream}/v1"))
             elif name == "fairgate":
                 started.append(start_fairgate(name, upstream, workdir / name, core))
+            elif name == FAIRGATE_BACKGROUND:
+                where = workdir / "fairgate-background"
+                started.append(start_fairgate(name, upstream, where, core, sync="background"))
             elif name == "fairgate+embeddings":
                 started.append(start_fairgate(name, upstream, workdir / name, core, "auto"))
             elif name == "litellm":

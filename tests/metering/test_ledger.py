@@ -245,6 +245,25 @@ def test_file_modes_urls_and_pragmas(tmp_path: Path, signing_key: SigningKey) ->
         open_ledger("mysql://x", tmp_path, signing_key)
 
 
+def test_background_sync_fsyncs_every_commit_after_it_returns(
+    tmp_path: Path, helpers: Any, signing_key: SigningKey, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    synced: list[int] = []
+    monkeypatch.setattr("fairgate.metering.wal_sync.os.fsync", lambda fd: synced.append(fd))
+    store = SQLiteStore(tmp_path / "l.sqlite3", sync="background")
+    assert store._writer.execute("PRAGMA synchronous").fetchone()[0] == 1  # NORMAL
+    assert store.syncer is not None
+    with Ledger(store, signing_key) as ledger:
+        for i in range(5):
+            ledger.append(helpers.make_entry(i))
+        assert store.syncer.wait(timeout_s=10)
+        assert store.syncer.unsynced == 0
+        assert 1 <= len(synced) <= 5  # one fsync may cover several commits
+        assert os.path.samefile(f"/proc/self/fd/{synced[-1]}", f"{store.path}-wal")
+    with pytest.raises(LedgerError, match="sync"):
+        SQLiteStore(tmp_path / "x.sqlite3", sync="sometimes")
+
+
 # --- crash safety ------------------------------------------------------------------------------
 
 CHILD = textwrap.dedent(
@@ -253,8 +272,8 @@ CHILD = textwrap.dedent(
     from pathlib import Path
     from fairgate.metering import HiddenCommitter, LedgerEntry, Usage, load_signing_key, open_ledger
 
-    data_dir, threads, prefix = Path(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
-    ledger = open_ledger(None, data_dir, load_signing_key(data_dir, environ={}))
+    data_dir, threads, prefix, sync = Path(sys.argv[1]), int(sys.argv[2]), sys.argv[3], sys.argv[4]
+    ledger = open_ledger(None, data_dir, load_signing_key(data_dir, environ={}), sync=sync)
     out = threading.Lock()
 
     def work(t):
@@ -281,8 +300,11 @@ CHILD = textwrap.dedent(
 )
 
 
+@pytest.mark.parametrize("sync", ["commit", "background"])
 @pytest.mark.parametrize("threads", [1, 4])
-def test_sigkill_loses_no_acknowledged_append(tmp_path: Path, helpers: Any, threads: int) -> None:
+def test_sigkill_loses_no_acknowledged_append(
+    tmp_path: Path, helpers: Any, threads: int, sync: str
+) -> None:
     key = SigningKey.from_pem(SigningKey.generate().private_pem())
     keys_dir = tmp_path / "keys"
     keys_dir.mkdir(mode=0o700)
@@ -294,7 +316,7 @@ def test_sigkill_loses_no_acknowledged_append(tmp_path: Path, helpers: Any, thre
     acknowledged: dict[str, int] = {}
     for round_ in range(2):  # kill, reopen, append more, kill again
         child = subprocess.Popen(
-            [sys.executable, str(script), str(tmp_path), str(threads), f"round{round_}"],
+            [sys.executable, str(script), str(tmp_path), str(threads), f"round{round_}", sync],
             stdout=subprocess.PIPE, text=True, env=env, cwd=REPO,
         )  # fmt: skip
         assert child.stdout is not None
