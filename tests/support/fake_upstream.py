@@ -13,7 +13,8 @@ injects its fault:
     malformed   send a ``data:`` line that is not JSON, then end the body properly
 
 ``--times K`` injects it into the first K requests only. It prints ``PORT <n>`` once it
-listens. ``FakeUpstream`` runs it from a test.
+listens; ``GET /stats`` counts the answers streaming now, ended, and cut by the gateway.
+``FakeUpstream`` runs it from a test.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from typing import Any
 MODEL = "fake-upstream"
 REASONING_WORD, CONTENT_WORD = " ponder", " alpha"
 _LOCK = threading.Lock()
+_STATS = {"active": 0, "served": 0, "broken": 0}  # answers streaming now, ended, cut by the peer
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -52,6 +54,9 @@ class _Handler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         if self.path == "/health":
             self._json(200, None)
+        elif self.path == "/stats":
+            with _LOCK:
+                self._json(200, dict(_STATS))
         elif self.path == "/v1/models":
             self._json(200, {"object": "list", "data": [{"id": MODEL, "object": "model"}]})
         else:
@@ -66,7 +71,17 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("content-type", "text/event-stream")
         self.send_header("transfer-encoding", "chunked")
         self.end_headers()
-        self._answer(body)
+        with _LOCK:
+            _STATS["active"] += 1
+        try:
+            self._answer(body)
+        except (BrokenPipeError, ConnectionResetError):
+            with _LOCK:
+                _STATS["broken"] += 1
+        finally:
+            with _LOCK:
+                _STATS["active"] -= 1
+                _STATS["served"] += 1
 
     def _send(self, text: str) -> None:
         data = text.encode()
