@@ -68,10 +68,11 @@ def engine_reasoning_budget(
     tenant: TenantConfig, model: ModelRuntime, body: dict[str, Any]
 ) -> None:
     """Ask the engine to cut the reasoning itself where it can: vLLM's ``thinking_token_budget``
-    needs a reasoning parser (it refuses the field otherwise). The gateway enforces the budget
-    in every case (``reasoning_budget``)."""
+    needs a reasoning parser (it refuses the field otherwise), so it is sent to a vLLM that
+    fairgate starts with one, or to an ``openai`` upstream whose config names the parser it
+    runs. The gateway enforces the budget in every case (``reasoning_budget``)."""
     budget = tenant.max_reasoning_tokens
-    if budget is None or model.config.provider != "vllm" or not model.config.reasoning_parser:
+    if budget is None or model.config.provider == "sim" or not model.config.reasoning_parser:
         return
     asked = body.get("thinking_token_budget")
     body["thinking_token_budget"] = budget if not isinstance(asked, int) else min(asked, budget)

@@ -96,21 +96,23 @@ def test_a_budget_the_reasoning_fits_changes_nothing(gateway: GatewayServer, key
 
 
 def _model(provider: str, parser: str | None) -> ModelRuntime:
-    config = parse_config(
-        {"models": [{"name": "m", "provider": provider, "reasoning_parser": parser}]}
-    ).models[0]
+    entry: dict[str, Any] = {"name": "m", "provider": provider, "reasoning_parser": parser}
+    if provider == "openai":
+        entry["endpoints"] = ["http://127.0.0.1:9"]
+    config = parse_config({"models": [entry]}).models[0]
     return ModelRuntime(config, WordTokenizer(), Markers())
 
 
 def test_the_engine_is_asked_only_where_it_supports_a_budget() -> None:
     tenant_config = parse_config({"tenants": [tenant("t", 100)]}).tenants[0]
-    asked: dict[str, Any] = {"thinking_token_budget": 500}
-    engine_reasoning_budget(tenant_config, _model("vllm", "deepseek_r1"), asked)
-    assert asked["thinking_token_budget"] == 100  # never above the tenant's
-    lower: dict[str, Any] = {"thinking_token_budget": 20}
-    engine_reasoning_budget(tenant_config, _model("vllm", "deepseek_r1"), lower)
-    assert lower["thinking_token_budget"] == 20
-    for provider in ("vllm", "sim"):  # vLLM refuses the field without a reasoning parser
-        body: dict[str, Any] = {}
-        engine_reasoning_budget(tenant_config, _model(provider, None), body)
+    for provider in ("vllm", "openai"):
+        asked: dict[str, Any] = {"thinking_token_budget": 500}
+        engine_reasoning_budget(tenant_config, _model(provider, "deepseek_r1"), asked)
+        assert asked["thinking_token_budget"] == 100  # never above the tenant's
+        lower: dict[str, Any] = {"thinking_token_budget": 20}
+        engine_reasoning_budget(tenant_config, _model(provider, "deepseek_r1"), lower)
+        assert lower["thinking_token_budget"] == 20
+    for provider, parser in (("vllm", None), ("openai", None), ("sim", "deepseek_r1")):
+        body: dict[str, Any] = {}  # vLLM refuses the field without a reasoning parser
+        engine_reasoning_budget(tenant_config, _model(provider, parser), body)
         assert "thinking_token_budget" not in body
