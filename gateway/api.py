@@ -290,19 +290,15 @@ async def _sse_body(
     try:
         visible = first
         while visible is not None:
-            chunk = renderer.chunk(
-                visible,
-                first=not opened,
-                prompt_ids=generation.engine_prompt or generation.prompt_ids,
-            )
-            opened = True
+            prompt_ids = generation.engine_prompt or generation.prompt_ids
+            opening, opened = not opened, True
             if final is not None:
                 yield sse(final)
                 final = None
             if visible.finish_reason:
-                final = chunk
+                final = renderer.chunk(visible, first=opening, prompt_ids=prompt_ids)
             else:
-                yield sse(chunk)
+                yield renderer.chunk_bytes(visible, first=opening, prompt_ids=prompt_ids)
             visible = await anext(stream, None)
     except APIError as error:
         if final is not None:

@@ -29,11 +29,36 @@ class Renderer:
         self.want_logprobs = body.get("logprobs") not in (None, False)
         self.want_usage = bool((body.get("stream_options") or {}).get("include_usage"))
         self._offset = 0
+        self._prefix: bytes | None = None
 
     # streaming -----------------------------------------------------------------------
     def chunk(
         self, visible: Visible, *, first: bool, prompt_ids: tuple[int, ...] = ()
     ) -> dict[str, Any]:
+        chunk = self._envelope(self._object(stream=True), [self._stream_choice(visible, first)])
+        if first and self.want_ids:
+            chunk["prompt_token_ids"] = list(prompt_ids)
+        if self.want_usage:
+            chunk["usage"] = None
+        return chunk
+
+    def chunk_bytes(
+        self, visible: Visible, *, first: bool, prompt_ids: tuple[int, ...] = ()
+    ) -> bytes:
+        """``sse(self.chunk(...))`` with the envelope encoded once per response: only the
+        choice is encoded per chunk."""
+        if self._prefix is None:
+            envelope = _dumps(self._envelope(self._object(stream=True), []))
+            self._prefix = ("data: " + envelope.removesuffix("[]}") + "[").encode()
+        parts = [self._prefix, _dumps(self._stream_choice(visible, first)).encode(), b"]"]
+        if first and self.want_ids:
+            parts.append(b',"prompt_token_ids":' + _dumps(list(prompt_ids)).encode())
+        if self.want_usage:
+            parts.append(b',"usage":null')
+        parts.append(b"}\n\n")
+        return b"".join(parts)
+
+    def _stream_choice(self, visible: Visible, first: bool) -> dict[str, Any]:
         choice: dict[str, Any] = {"index": 0}
         if self.endpoint == "chat":
             delta: dict[str, Any] = {}
@@ -50,12 +75,7 @@ class Renderer:
         choice["finish_reason"] = visible.finish_reason
         if self.want_ids:
             choice["token_ids"] = visible.token_ids
-        chunk = self._envelope(self._object(stream=True), [choice])
-        if first and self.want_ids:
-            chunk["prompt_token_ids"] = list(prompt_ids)
-        if self.want_usage:
-            chunk["usage"] = None
-        return chunk
+        return choice
 
     def usage_chunk(self, outcome: RequestOutcome) -> dict[str, Any]:
         chunk = self._envelope(self._object(stream=True), [])
@@ -130,6 +150,10 @@ class Renderer:
         }
 
 
+def _dumps(data: Any) -> str:
+    return json.dumps(data, separators=(",", ":"))
+
+
 def sse(data: dict[str, Any] | str) -> bytes:
-    payload = data if isinstance(data, str) else json.dumps(data, separators=(",", ":"))
+    payload = data if isinstance(data, str) else _dumps(data)
     return f"data: {payload}\n\n".encode()

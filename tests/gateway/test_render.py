@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
+import pytest
 from openai.types import Completion
 from openai.types.chat import ChatCompletion, ChatCompletionChunk
 
@@ -101,3 +103,30 @@ def test_sse_frames_compact_json_and_plain_strings() -> None:
     assert sse({"a": [1, 2]}) == b'data: {"a":[1,2]}\n\n'
     assert sse("[DONE]") == b"data: [DONE]\n\n"
     assert json.loads(sse({"k": "v"})[6:]) == {"k": "v"}
+
+
+@pytest.mark.parametrize("endpoint", ["chat", "completions"])
+@pytest.mark.parametrize(
+    "body",
+    [
+        {},
+        {"return_token_ids": True},
+        {"stream_options": {"include_usage": True}, "logprobs": True},
+        {"return_token_ids": True, "stream_options": {"include_usage": True}, "logprobs": True},
+    ],
+)
+def test_chunk_bytes_is_the_encoded_chunk(endpoint: str, body: dict[str, Any]) -> None:
+    def renderer() -> Renderer:
+        return Renderer(endpoint, response_id="chatcmpl-1", model="m é", created=7, body=body)
+
+    fast, slow = renderer(), renderer()
+    logprob = {"token": " hé", "logprob": -0.5, "top_logprobs": [{"token": " hé", "logprob": -0.5}]}
+    pieces = [
+        Visible(" hé", "", [5], [logprob]),
+        Visible("", 'thinking "quoted"', [6, 7], []),
+        Visible(" end", "", [8], [logprob]),
+    ]
+    for index, piece in enumerate(pieces):
+        first = index == 0
+        expected = sse(slow.chunk(piece, first=first, prompt_ids=(1, 2, 3)))
+        assert fast.chunk_bytes(piece, first=first, prompt_ids=(1, 2, 3)) == expected

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from fairgate.replicas.sse import sse_payloads
+from fairgate.replicas.sse import sse_data, sse_payloads
 
 
 async def _lines(*lines: str) -> AsyncIterator[str]:
@@ -47,3 +47,25 @@ async def test_blank_lines_alone_yield_nothing() -> None:
 async def test_malformed_json_raises() -> None:
     with pytest.raises(ValueError):
         await _collect("data: {not json", "")
+
+
+async def _chunks(*chunks: bytes) -> AsyncIterator[bytes]:
+    for chunk in chunks:
+        yield chunk
+
+
+async def _data(*chunks: bytes) -> list[bytes]:
+    return [data async for data in sse_data(_chunks(*chunks))]
+
+
+async def test_bytes_events_split_across_reads_and_stop_at_done() -> None:
+    got = await _data(
+        b'data: {"a":1}\n\ndata: {"b"', b":2}\n\n: keep-alive\n\n", b"data: [DONE]\n\n"
+    )
+    assert got == [b'{"a":1}', b'{"b":2}']
+    assert await _data(b"data: [DONE]\n\n", b"data: late\n\n") == []
+
+
+async def test_bytes_crlf_multiline_fields_and_unterminated_tail() -> None:
+    got = await _data(b"data: 1\r", b"\n\r\nevent: x\r\ndata:2\r\ndata: 3\r\n\r\n", b"data: 4")
+    assert got == [b"1", b"2\n3", b"4"]
