@@ -89,7 +89,7 @@ class OpenAIReplica:
         body["stream_options"] = {"include_usage": True}
         if extensions:
             body["return_token_ids"] = True
-        started = False
+        started = finished = False
         try:
             async with self._streams().post(
                 self.url + _PATHS[request.endpoint],
@@ -100,8 +100,14 @@ class OpenAIReplica:
                     await self._raise_for(response.status, await response.read())
                 async for payload in sse_data(response.content.iter_any()):
                     for event in self._events(json.loads(payload), request.endpoint):
-                        started = started or isinstance(event, EngineDelta)
+                        if isinstance(event, EngineDelta):
+                            started, finished = True, finished or bool(event.finish_reason)
                         yield event
+                if not finished:  # a body closed cleanly mid-answer is not a whole answer
+                    raise (ReplicaFailed if started else ReplicaUnavailable)(
+                        f"stream from {self.replica_id} ended before its finish_reason",
+                        replica_id=self.replica_id,
+                    )
         except aiohttp.ClientConnectorError as error:
             raise ReplicaUnavailable(
                 f"cannot reach {self.url}: {error}", replica_id=self.replica_id

@@ -11,6 +11,9 @@ injects its fault:
     die         the process exits at once (the kernel closes its sockets mid-chunked-body)
     stall       hold the connection open and send nothing more
     malformed   send a ``data:`` line that is not JSON, then end the body properly
+    truncate    end the body properly there: no finish_reason, no usage, no ``[DONE]``
+    refuse      answer 503 with an OpenAI error instead of a stream (``--after`` is ignored)
+    hang        accept the request and never send the response's headers
 
 ``--times K`` injects it into the first K requests only. It prints ``PORT <n>`` once it
 listens; ``GET /stats`` counts the answers streaming now, ended, and cut by the gateway.
@@ -67,6 +70,11 @@ class _Handler(BaseHTTPRequestHandler):
         if self.path != "/v1/chat/completions":
             self._json(404, {"error": {"message": "only chat here"}})
             return
+        if self.options.fault in ("refuse", "hang") and self._take_fault():
+            if self.options.fault == "hang":
+                time.sleep(3600)
+            self._json(503, {"error": {"message": "overloaded", "type": "server_error"}})
+            return
         self.send_response(200)
         self.send_header("content-type", "text/event-stream")
         self.send_header("transfer-encoding", "chunked")
@@ -121,17 +129,26 @@ class _Handler(BaseHTTPRequestHandler):
         self._send("data: [DONE]\n\n")
         self.wfile.write(b"0\r\n\r\n")
 
-    def _fault(self) -> bool:
-        """Inject the fault; True when the answer must stop here."""
-        fault = self.options.fault
+    def _take_fault(self) -> bool:
+        """Whether this request gets the fault (``--times`` counts down)."""
         with _LOCK:
-            if fault == "none" or self.options.times == 0:
+            if self.options.fault == "none" or self.options.times == 0:
                 return False
             self.options.times -= 1
+            return True
+
+    def _fault(self) -> bool:
+        """Inject a mid-stream fault; True when the answer must stop here."""
+        fault = self.options.fault
+        if fault in ("refuse", "hang") or not self._take_fault():
+            return False
         if fault == "die":
             os._exit(17)
         if fault == "stall":
             time.sleep(3600)
+            return True
+        if fault == "truncate":
+            self.wfile.write(b"0\r\n\r\n")
             return True
         if fault == "malformed":
             self._send('data: {"choices": [{"delta": {"content": "x"\n\n')
@@ -148,7 +165,11 @@ def _chunk(delta: dict[str, Any], ids: list[int], finish: str | None) -> dict[st
 def _options(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser()
     parser.add_argument("--port", type=int, default=0)
-    parser.add_argument("--fault", choices=("none", "die", "stall", "malformed"), default="none")
+    parser.add_argument(
+        "--fault",
+        choices=("none", "die", "stall", "malformed", "truncate", "refuse", "hang"),
+        default="none",
+    )
     parser.add_argument("--after", type=int, default=0)
     parser.add_argument("--reasoning", type=int, default=4)
     parser.add_argument("--content", type=int, default=6)
