@@ -1,5 +1,6 @@
-"""An upstream process that goes quiet mid-answer: the gateway's stall timeout
-(``guards.stall_timeout_s``) ends the request in bounded time, with its record."""
+"""An upstream process that goes quiet (before its response headers, before any token, or
+mid-answer): the gateway's stall timeout (``guards.stall_timeout_s``) ends the request in
+bounded time, with its record."""
 
 from __future__ import annotations
 
@@ -17,9 +18,15 @@ STALL_S = 1.0
 
 
 @pytest.mark.parametrize("stream", [True, False], ids=["stream", "whole"])
-@pytest.mark.parametrize("after", [0, REASONING + 2], ids=["before-output", "after-visible"])
-def test_stalled_upstream_ends_in_bounded_time(tmp_path: Path, after: int, stream: bool) -> None:
-    fault = ("--fault", "stall", "--after", str(after), "--times", "1")
+@pytest.mark.parametrize(
+    ("kind", "after"),
+    [("hang", 0), ("stall", 0), ("stall", REASONING + 2)],
+    ids=["before-headers", "before-output", "after-visible"],
+)
+def test_stalled_upstream_ends_in_bounded_time(
+    tmp_path: Path, kind: str, after: int, stream: bool
+) -> None:
+    fault = ("--fault", kind, "--after", str(after), "--times", "1")
     guards = {"guards": {"stall_timeout_s": STALL_S}}
     with faulty_pair(tmp_path, *fault, top=guards) as server:
         answers = []
