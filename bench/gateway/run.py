@@ -108,6 +108,19 @@ def measure(target: Target, rate: float, window_s: float, phase: str, seed: int)
     )
 
 
+def settle(target: Target, timeout_s: float = 30.0) -> None:
+    """Wait until the proxy is idle again (under 5% of a core over 0.5 s): a saturated one
+    keeps working through its backlog after the window, on the core the next row needs."""
+    if target.pid is None:
+        return
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        before = target.cpu_seconds()
+        time.sleep(0.5)
+        if target.cpu_seconds() - before < 0.025:
+            return
+
+
 def sustained(row: Row, direct: Row | None) -> bool:
     """No more than 1% errors, and no queue building: P99 within 50 ms of direct's."""
     reference = direct.total_p99 if direct is not None else 0.0
@@ -139,6 +152,7 @@ def run_rates(targets: list[Target], settings: Settings) -> list[Row]:
                 if target.name in saturated:
                     continue
                 row = measure(target, rate, settings.window_s, "rates", seed=rnd * 1000 + int(rate))
+                settle(target)
                 rows.append(row)
                 _log(row)
                 if row.errors > 0.5 * row.sent:
@@ -167,6 +181,7 @@ def run_ladder(targets: list[Target], settings: Settings, before: list[Row]) -> 
         failed: list[Target] = []
         for target in _rotated(climbing, step):
             row = measure(target, rate, settings.ladder_window_s, "ladder", seed=7 + step)
+            settle(target)
             rows.append(row)
             _log(row)
             if target.name == "direct":

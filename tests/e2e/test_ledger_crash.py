@@ -29,7 +29,7 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def _write_config(tmp: Path) -> Path:
+def _write_config(tmp: Path, sync: str) -> Path:
     config = {
         "data_dir": str(tmp / "data"),
         "tenants": [
@@ -45,6 +45,7 @@ def _write_config(tmp: Path) -> Path:
             }
         ],
         "scheduler": {"max_inflight_per_replica": 8},
+        "ledger": {"sync": sync},
     }
     path = tmp / "fairgate.yaml"
     path.write_text(yaml.safe_dump(config))
@@ -95,8 +96,10 @@ def _cli(*args: str, config: Path) -> subprocess.CompletedProcess[str]:
     )
 
 
-def test_sigkill_loses_no_answered_record(tmp_path: Path) -> None:
-    config, port, log = _write_config(tmp_path), _free_port(), tmp_path / "gateway.log"
+@pytest.mark.parametrize("sync", ["commit", "background"])
+def test_sigkill_loses_no_answered_record(tmp_path: Path, sync: str) -> None:
+    """``background`` too: its receipt promises survival of a process crash (README)."""
+    config, port, log = _write_config(tmp_path, sync), _free_port(), tmp_path / "gateway.log"
     gateway = _start(config, port, log)
     answered: list[dict[str, Any]] = []
     stop = threading.Event()
