@@ -1,24 +1,28 @@
-"""The shared counters behind tenant limits: holds in a table, checked and taken atomically.
+"""The shared counters behind tenant limits, checked and taken atomically.
 
-A *hold* is one request's claim on one limit::
+Each limit a request is admitted under is counted in one of two ways::
 
-    requests    1            counted for 60 s from admission        (requests_per_minute)
-    tokens      estimate     re-counted for 60 s from settlement     (tokens_per_minute)
-                             with the real usage
-    concurrent  1            until settled, or its lease runs out    (max_concurrent)
-    spend       est. cost    until settled; then the real cost joins (budget)
-                             the tenant's total for the period
+    requests    1           in a per-second window bucket, for 60 s   (requests_per_minute)
+    tokens      estimate    in the admission's bucket; at settlement   (tokens_per_minute)
+                            moved to the settlement's bucket as the
+                            real usage, counted 60 s from then
+    concurrent  1           a lease, until settled or 15 minutes pass (max_concurrent)
+    spend       est. cost   a lease, until settled; then the real cost (budget)
+                            joins the tenant's total for the period
 
 ``reserve`` takes a per-tenant lock (PostgreSQL: a transaction-scoped advisory lock; SQLite:
-``BEGIN IMMEDIATE``), sums the tenant's live holds, and inserts all of the request's holds or
-none. So gateways sharing one database never admit past a limit together: the lock makes
-their checks one sequence. Windows are rolling (a hold leaves 60 s after it was counted), not
-clock minutes, so there is no burst of twice the limit at a minute's edge. A gateway that dies
-leaves its concurrency and spend holds behind until their lease ends (``LEASE_S``).
+``BEGIN IMMEDIATE``), sums the tenant's live buckets and leases, and takes all of the
+request's counts or none. So gateways sharing one database never admit past a limit
+together: the lock makes their checks one sequence. Windows roll by the second (a count
+leaves 60 to 61 s after it was made), not by clock minutes, so there is no burst of twice the
+limit at a minute's edge; and a check sums at most 60 buckets per limit however busy the
+tenant. A gateway that dies leaves its leases until they end (``LEASE_S``).
 
 Counters are soft state, so their commits skip the fsync (``synchronous_commit = off``,
 SQLite ``synchronous = OFF``): a crash loses at most the last moments of counts, never a
-ledger record. Tables are prefixed ``fairgate_limit_`` to share the ledger's database.
+ledger record. Money is decimal text, summed in Python (leases are few: requests in flight),
+so it stays exact on both databases. Tables are prefixed ``fairgate_limit_`` to share the
+ledger's database.
 """
 
 from __future__ import annotations
@@ -69,9 +73,11 @@ class Refusal:
 class Settlement:
     request_id: str
     tenant: str
-    tokens: int | None  # real tokens, if a tokens hold was taken
-    cost: Decimal | None  # real cost, if a spend hold was taken
+    tokens: int | None  # real tokens, if tokens were counted
+    cost: Decimal | None  # real cost, if a spend lease was taken
     period: str = ""
+    tokens_estimate: int = 0  # what admission counted, in the bucket of ``admitted_at``
+    admitted_at: float = 0.0
 
 
 def decide(
@@ -101,7 +107,7 @@ class LimitStore(Protocol):
     def reserve(
         self, tenant: str, request_id: str, asks: Sequence[Ask], now: float
     ) -> Refusal | None:
-        """Take every ask's hold, or none and say which limit refused."""
+        """Take every ask's count, or none and say which limit refused."""
 
     def settle(self, settlement: Settlement, now: float) -> None: ...
 
@@ -110,22 +116,125 @@ class LimitStore(Protocol):
     def close(self) -> None: ...
 
 
-_PG_SCHEMA = (
-    """CREATE TABLE IF NOT EXISTS fairgate_limit_holds (
-        request_id TEXT NOT NULL,
-        kind TEXT NOT NULL,
-        tenant TEXT NOT NULL,
-        amount NUMERIC NOT NULL,
-        expires DOUBLE PRECISION NOT NULL,
+WINDOWED = ("requests", "tokens")
+_TABLES = (
+    """CREATE TABLE IF NOT EXISTS fairgate_limit_windows (
+        tenant TEXT NOT NULL, kind TEXT NOT NULL, second BIGINT NOT NULL,
+        amount BIGINT NOT NULL, PRIMARY KEY (tenant, kind, second))""",
+    """CREATE TABLE IF NOT EXISTS fairgate_limit_leases (
+        request_id TEXT NOT NULL, kind TEXT NOT NULL, tenant TEXT NOT NULL,
+        amount TEXT NOT NULL, expires DOUBLE PRECISION NOT NULL,
         PRIMARY KEY (request_id, kind))""",
-    """CREATE INDEX IF NOT EXISTS fairgate_limit_holds_tenant
-        ON fairgate_limit_holds (tenant, expires)""",
-    """CREATE TABLE IF NOT EXISTS fairgate_limit_spend (
-        tenant TEXT NOT NULL,
-        period TEXT NOT NULL,
-        amount NUMERIC NOT NULL,
+    """CREATE INDEX IF NOT EXISTS fairgate_limit_leases_tenant
+        ON fairgate_limit_leases (tenant, expires)""",
+    """CREATE TABLE IF NOT EXISTS fairgate_limit_spent (
+        tenant TEXT NOT NULL, period TEXT NOT NULL, amount TEXT NOT NULL,
         PRIMARY KEY (tenant, period))""",
 )
+_UPSERT_WINDOW = (
+    "INSERT INTO fairgate_limit_windows (tenant, kind, second, amount) VALUES (?, ?, ?, ?)"
+    " ON CONFLICT (tenant, kind, second)"
+    " DO UPDATE SET amount = fairgate_limit_windows.amount + excluded.amount"
+)
+
+
+class _Counters:
+    """The counting, on any DB-API connection inside the tenant's locked transaction; only the
+    parameter mark differs between the databases."""
+
+    mark = "?"
+
+    def _run(self, conn: Any, sql: str, params: Sequence[Any] = ()) -> list[Any]:
+        cursor = conn.execute(sql.replace("?", self.mark), tuple(params))
+        return list(cursor.fetchall()) if cursor.description else []
+
+    def _reserve(
+        self, conn: Any, tenant: str, request_id: str, asks: Sequence[Ask], now: float
+    ) -> Refusal | None:
+        second = int(now)
+        self._run(
+            conn,
+            "DELETE FROM fairgate_limit_windows WHERE tenant = ? AND second <= ?",
+            (tenant, second - int(WINDOW_S)),
+        )
+        self._run(
+            conn,
+            "DELETE FROM fairgate_limit_leases WHERE tenant = ? AND expires <= ?",
+            (tenant, now),
+        )
+        held = self._held(conn, tenant)
+        spend = next((a for a in asks if a.kind == "spend"), None)
+        spent = self._spent(conn, tenant, spend.period) if spend else Decimal(0)
+        refusal = decide(asks, held, spent, now)
+        if refusal is not None:
+            return refusal
+        for ask in asks:
+            if ask.kind in WINDOWED:
+                self._run(conn, _UPSERT_WINDOW, (tenant, ask.kind, second, int(ask.amount)))
+            else:
+                self._run(
+                    conn,
+                    "INSERT INTO fairgate_limit_leases (request_id, kind, tenant, amount, expires)"
+                    " VALUES (?, ?, ?, ?, ?)",
+                    (request_id, ask.kind, tenant, str(ask.amount), now + ask.expires_in),
+                )
+        return None
+
+    def _held(self, conn: Any, tenant: str) -> dict[str, tuple[Decimal, float]]:
+        held = {
+            str(kind): (Decimal(total), float(first) + WINDOW_S)
+            for kind, total, first in self._run(
+                conn,
+                "SELECT kind, SUM(amount), MIN(second) FROM fairgate_limit_windows"
+                " WHERE tenant = ? GROUP BY kind",
+                (tenant,),
+            )
+        }
+        for kind, amount, expires in self._run(
+            conn,
+            "SELECT kind, amount, expires FROM fairgate_limit_leases WHERE tenant = ?",
+            (tenant,),
+        ):
+            total, first = held.get(kind, (Decimal(0), math.inf))
+            held[kind] = (total + Decimal(amount), min(first, float(expires)))
+        return held
+
+    def _settle(self, conn: Any, s: Settlement, now: float) -> None:
+        if s.tokens is not None:
+            self._run(
+                conn,
+                "UPDATE fairgate_limit_windows SET amount = amount - ?"
+                " WHERE tenant = ? AND kind = 'tokens' AND second = ?",
+                (s.tokens_estimate, s.tenant, int(s.admitted_at)),
+            )
+            self._run(
+                conn,
+                "DELETE FROM fairgate_limit_windows"
+                " WHERE tenant = ? AND kind = 'tokens' AND second = ? AND amount <= 0",
+                (s.tenant, int(s.admitted_at)),
+            )
+            self._run(conn, _UPSERT_WINDOW, (s.tenant, "tokens", int(now), s.tokens))
+        self._run(
+            conn,
+            "DELETE FROM fairgate_limit_leases WHERE request_id = ? AND kind IN (?, ?)",
+            (s.request_id, "concurrent", "spend"),
+        )
+        if s.cost is not None:
+            total = self._spent(conn, s.tenant, s.period) + s.cost
+            self._run(
+                conn,
+                "INSERT INTO fairgate_limit_spent (tenant, period, amount) VALUES (?, ?, ?)"
+                " ON CONFLICT (tenant, period) DO UPDATE SET amount = excluded.amount",
+                (s.tenant, s.period, str(total)),
+            )
+
+    def _spent(self, conn: Any, tenant: str, period: str) -> Decimal:
+        rows = self._run(
+            conn,
+            "SELECT amount FROM fairgate_limit_spent WHERE tenant = ? AND period = ?",
+            (tenant, period),
+        )
+        return Decimal(rows[0][0]) if rows else Decimal(0)
 
 
 def _lock_key(tenant: str) -> int:
@@ -133,8 +242,10 @@ def _lock_key(tenant: str) -> int:
     return int.from_bytes(digest[:8], "big", signed=True)
 
 
-class PostgresLimitStore:
-    """Holds in PostgreSQL, shared by every gateway on the database; a few connections."""
+class PostgresLimitStore(_Counters):
+    """Counters in PostgreSQL, shared by every gateway on the database; a few connections."""
+
+    mark = "%s"
 
     def __init__(self, url: str, connections: int = 4) -> None:
         import psycopg
@@ -145,7 +256,7 @@ class PostgresLimitStore:
         try:
             with psycopg.connect(url, autocommit=True) as setup:
                 setup.execute("SELECT pg_advisory_lock(%s)", (_lock_key("schema"),))
-                for statement in _PG_SCHEMA:
+                for statement in _TABLES:
                     setup.execute(statement)
             for _ in range(connections):
                 self._pool.put(psycopg.connect(url, autocommit=True))
@@ -177,83 +288,23 @@ class PostgresLimitStore:
         self, tenant: str, request_id: str, asks: Sequence[Ask], now: float
     ) -> Refusal | None:
         with self._transaction(tenant) as conn:
-            conn.execute(
-                "DELETE FROM fairgate_limit_holds WHERE tenant = %s AND expires <= %s",
-                (tenant, now),
-            )
-            rows = conn.execute(
-                "SELECT kind, SUM(amount), MIN(expires) FROM fairgate_limit_holds"
-                " WHERE tenant = %s GROUP BY kind",
-                (tenant,),
-            ).fetchall()
-            held = {str(k): (Decimal(s), float(e)) for k, s, e in rows}
-            spend = next((a for a in asks if a.kind == "spend"), None)
-            spent = self._spent(conn, tenant, spend.period) if spend else Decimal(0)
-            refusal = decide(asks, held, spent, now)
-            if refusal is None:
-                with conn.cursor() as cur:
-                    cur.executemany(
-                        "INSERT INTO fairgate_limit_holds (request_id, kind, tenant, amount,"
-                        " expires) VALUES (%s, %s, %s, %s, %s)",
-                        [(request_id, a.kind, tenant, a.amount, now + a.expires_in) for a in asks],
-                    )
-            return refusal
+            return self._reserve(conn, tenant, request_id, asks, now)
 
     def settle(self, settlement: Settlement, now: float) -> None:
-        s = settlement
-        with self._transaction(s.tenant) as conn:
-            if s.tokens is not None:
-                conn.execute(
-                    "UPDATE fairgate_limit_holds SET amount = %s, expires = %s"
-                    " WHERE request_id = %s AND kind = 'tokens'",
-                    (s.tokens, now + WINDOW_S, s.request_id),
-                )
-            conn.execute(
-                "DELETE FROM fairgate_limit_holds WHERE request_id = %s"
-                " AND kind IN ('concurrent', 'spend')",
-                (s.request_id,),
-            )
-            if s.cost is not None:
-                conn.execute(
-                    "INSERT INTO fairgate_limit_spend (tenant, period, amount)"
-                    " VALUES (%s, %s, %s) ON CONFLICT (tenant, period)"
-                    " DO UPDATE SET amount = fairgate_limit_spend.amount + EXCLUDED.amount",
-                    (s.tenant, s.period, s.cost),
-                )
+        with self._transaction(settlement.tenant) as conn:
+            self._settle(conn, settlement, now)
 
     def spent(self, tenant: str, period: str) -> Decimal:
         with self._transaction(tenant) as conn:
             return self._spent(conn, tenant, period)
-
-    @staticmethod
-    def _spent(conn: Any, tenant: str, period: str) -> Decimal:
-        row = conn.execute(
-            "SELECT amount FROM fairgate_limit_spend WHERE tenant = %s AND period = %s",
-            (tenant, period),
-        ).fetchone()
-        return Decimal(row[0]) if row else Decimal(0)
 
     def close(self) -> None:
         while not self._pool.empty():
             self._pool.get_nowait().close()
 
 
-_SQLITE_SCHEMA = """
-CREATE TABLE IF NOT EXISTS holds (
-    request_id TEXT NOT NULL, kind TEXT NOT NULL, tenant TEXT NOT NULL,
-    amount TEXT NOT NULL, expires REAL NOT NULL, PRIMARY KEY (request_id, kind)
-) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS holds_tenant ON holds (tenant, expires);
-CREATE TABLE IF NOT EXISTS spend (
-    tenant TEXT NOT NULL, period TEXT NOT NULL, amount TEXT NOT NULL,
-    PRIMARY KEY (tenant, period)
-) WITHOUT ROWID;
-"""
-
-
-class SQLiteLimitStore:
-    """Holds in a SQLite file: one gateway, or gateways sharing one data directory. Amounts are
-    decimal text, summed in Python, so money stays exact."""
+class SQLiteLimitStore(_Counters):
+    """Counters in a SQLite file: one gateway, or gateways sharing one data directory."""
 
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -262,7 +313,8 @@ class SQLiteLimitStore:
         )
         self._conn.execute("PRAGMA journal_mode = WAL")
         self._conn.execute("PRAGMA synchronous = OFF")
-        self._conn.executescript(_SQLITE_SCHEMA)
+        for statement in _TABLES:
+            self._conn.execute(statement)
         self._lock = threading.Lock()
 
     @contextmanager
@@ -283,53 +335,15 @@ class SQLiteLimitStore:
         self, tenant: str, request_id: str, asks: Sequence[Ask], now: float
     ) -> Refusal | None:
         with self._transaction() as conn:
-            conn.execute("DELETE FROM holds WHERE tenant = ? AND expires <= ?", (tenant, now))
-            held: dict[str, tuple[Decimal, float]] = {}
-            for kind, amount, expires in conn.execute(
-                "SELECT kind, amount, expires FROM holds WHERE tenant = ?", (tenant,)
-            ):
-                total, first = held.get(kind, (Decimal(0), math.inf))
-                held[kind] = (total + Decimal(amount), min(first, expires))
-            spend = next((a for a in asks if a.kind == "spend"), None)
-            spent = self._spent(conn, tenant, spend.period) if spend else Decimal(0)
-            refusal = decide(asks, held, spent, now)
-            if refusal is None:
-                conn.executemany(
-                    "INSERT INTO holds (request_id, kind, tenant, amount, expires)"
-                    " VALUES (?, ?, ?, ?, ?)",
-                    [(request_id, a.kind, tenant, str(a.amount), now + a.expires_in) for a in asks],
-                )
-            return refusal
+            return self._reserve(conn, tenant, request_id, asks, now)
 
     def settle(self, settlement: Settlement, now: float) -> None:
-        s = settlement
         with self._transaction() as conn:
-            if s.tokens is not None:
-                conn.execute(
-                    "UPDATE holds SET amount = ?, expires = ? WHERE request_id = ? AND kind = ?",
-                    (str(s.tokens), now + WINDOW_S, s.request_id, "tokens"),
-                )
-            conn.execute(
-                "DELETE FROM holds WHERE request_id = ? AND kind IN ('concurrent', 'spend')",
-                (s.request_id,),
-            )
-            if s.cost is not None:
-                total = self._spent(conn, s.tenant, s.period) + s.cost
-                conn.execute(
-                    "INSERT OR REPLACE INTO spend (tenant, period, amount) VALUES (?, ?, ?)",
-                    (s.tenant, s.period, str(total)),
-                )
+            self._settle(conn, settlement, now)
 
     def spent(self, tenant: str, period: str) -> Decimal:
         with self._transaction() as conn:
             return self._spent(conn, tenant, period)
-
-    @staticmethod
-    def _spent(conn: sqlite3.Connection, tenant: str, period: str) -> Decimal:
-        row = conn.execute(
-            "SELECT amount FROM spend WHERE tenant = ? AND period = ?", (tenant, period)
-        ).fetchone()
-        return Decimal(row[0]) if row else Decimal(0)
 
     def close(self) -> None:
         with self._lock:

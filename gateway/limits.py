@@ -39,6 +39,7 @@ from fairgate.metering.pricing import PriceTable
 from fairgate.metering.usage import Usage
 
 log = logging.getLogger("fairgate.limits")
+STALE_CHECK = 4096  # admitted requests in flight before old entries are looked for
 
 CODES = {
     "requests": "rate_limit_requests_per_minute",
@@ -76,8 +77,9 @@ class Held:
 
     tenant: str
     model: str
-    tokens: bool
+    tokens: int | None  # the estimate counted at admission, under a tokens limit
     period: str | None
+    at: float
 
 
 class TenantLimitsGate:
@@ -160,8 +162,18 @@ class TenantLimitsGate:
             ) from None
         if refusal is not None:
             raise refused(tenant, limits, refusal)
-        tokens = limits.tokens_per_minute is not None
-        self._held[request_id] = Held(tenant, model, tokens, period)
+        estimate = prompt_tokens + max_tokens if limits.tokens_per_minute is not None else None
+        self._forget_stale(now)
+        self._held[request_id] = Held(tenant, model, estimate, period, now)
+
+    def _forget_stale(self, now: float) -> None:
+        """A request admitted but never run (its client left first) is never settled; its
+        store holds end with their lease, and so does its entry here."""
+        if len(self._held) < STALE_CHECK:
+            return
+        for request_id, held in list(self._held.items()):
+            if now - held.at > LEASE_S:
+                del self._held[request_id]
 
     async def settle(self, request_id: str, usage: Usage) -> None:
         """Count the real usage of an admitted request; a no-op for any other request."""
@@ -172,8 +184,10 @@ class TenantLimitsGate:
         if held.period is not None:
             priced = self._prices.cost(held.model, usage)
             cost = priced.total if priced is not None else Decimal(0)
-        tokens = usage.prompt_tokens + usage.completion_tokens if held.tokens else None
-        settlement = Settlement(request_id, held.tenant, tokens, cost, held.period or "")
+        tokens = None if held.tokens is None else usage.prompt_tokens + usage.completion_tokens
+        settlement = Settlement(
+            request_id, held.tenant, tokens, cost, held.period or "", held.tokens or 0, held.at
+        )
         try:
             await asyncio.to_thread(self._store_now().settle, settlement, self._clock())
         except Exception:  # the record must still be written; the holds run out with their lease

@@ -3,17 +3,26 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from decimal import Decimal
 from pathlib import Path
 
+import pytest
+
+from fairgate.gateway import limits
+from fairgate.gateway.config import TenantLimits
 from fairgate.gateway.limit_store import (
     LEASE_S,
     WINDOW_S,
     Ask,
+    LimitStore,
+    LimitStoreError,
     Settlement,
     SQLiteLimitStore,
     decide,
 )
+from fairgate.gateway.limits import LimitStoreUnavailable, TenantLimitsGate
+from fairgate.metering.pricing import PriceTable
 
 T0 = 1_800_000_000.0
 
@@ -52,7 +61,8 @@ def test_tokens_are_settled_on_real_usage(tmp_path: Path) -> None:
     tpm = Decimal(1000)
     assert store.reserve("alice", "a", [Ask("tokens", Decimal(900), tpm, WINDOW_S)], T0) is None
     assert store.reserve("alice", "b", [Ask("tokens", Decimal(200), tpm, WINDOW_S)], T0) is not None
-    store.settle(Settlement("a", "alice", 150, None), T0 + 30)  # used 150 of its 900 estimate
+    used = Settlement("a", "alice", 150, None, tokens_estimate=900, admitted_at=T0)
+    store.settle(used, T0 + 30)  # used 150 of its 900 estimate
     assert (
         store.reserve("alice", "b", [Ask("tokens", Decimal(800), tpm, WINDOW_S)], T0 + 31) is None
     )
@@ -104,3 +114,33 @@ def test_two_stores_on_one_file_never_admit_past_the_limit(tmp_path: Path) -> No
     for thread in threads:
         thread.join()
     assert len(admitted) == 25
+
+
+def _gate(open_store: Callable[[], LimitStore], clock: Callable[[], float]) -> TenantLimitsGate:
+    limits = {"t": TenantLimits(requests_per_minute=10_000)}
+    return TenantLimitsGate(limits, PriceTable(), open_store, clock)
+
+
+async def test_an_unreachable_store_fails_closed() -> None:
+    def broken() -> LimitStore:
+        raise LimitStoreError("connection refused")
+
+    gate = _gate(broken, lambda: T0)
+    with pytest.raises(LimitStoreUnavailable) as caught:
+        await gate.admit("t", "r1", "m", 10, 10)
+    assert caught.value.status == 503 and caught.value.code == "limit_store_unavailable"
+    await gate.admit("other", "r2", "m", 10, 10)  # an unlimited tenant never needs the store
+
+
+async def test_requests_never_settled_are_forgotten_after_their_lease(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(limits, "STALE_CHECK", 50)
+    now = [T0]
+    store = SQLiteLimitStore(tmp_path / "limits.sqlite3")
+    gate = _gate(lambda: store, lambda: now[0])
+    for i in range(50):
+        await gate.admit("t", f"r{i}", "m", 1, 1)
+    now[0] += LEASE_S + 1
+    await gate.admit("t", "late", "m", 1, 1)
+    assert list(gate._held) == ["late"]
