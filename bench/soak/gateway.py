@@ -33,6 +33,8 @@ class Shape:
     seconds_per_token: float = 0.004
     reasoning_tokens: int = 6
     content_tokens: int = 14
+    # OpenAI-compatible upstreams to serve from instead of the sim engines (provider openai).
+    upstreams: tuple[str, ...] = ()
 
     def tenant_names(self) -> list[str]:
         return [f"t{n:02d}" for n in range(self.tenants)]
@@ -51,21 +53,30 @@ def write_config(workdir: Path, shape: Shape) -> Path:
     config: dict[str, Any] = {
         "data_dir": str(workdir / "data"),
         "tenants": [{"name": n, "api_keys": [f"sk-{n}"]} for n in shape.tenant_names()],
-        "models": [
-            {
-                "name": "sim",
-                "provider": "sim",
-                "reasoning": "hidden",
-                "replicas": shape.replicas,
-                "sim": sim,
-            }
-        ],
+        "models": [_model(shape, sim)],
         "scheduler": {"max_queued_per_tenant": shape.max_queued_per_tenant},
         "audit": {"embeddings": "off"},
     }
     path = workdir / "fairgate.yaml"
     path.write_text(yaml.safe_dump(config))
     return path
+
+
+def _model(shape: Shape, sim: dict[str, Any]) -> dict[str, Any]:
+    if shape.upstreams:
+        return {
+            "name": "sim",
+            "provider": "openai",
+            "endpoints": list(shape.upstreams),
+            "reasoning": "hidden",
+        }
+    return {
+        "name": "sim",
+        "provider": "sim",
+        "reasoning": "hidden",
+        "replicas": shape.replicas,
+        "sim": sim,
+    }
 
 
 def _free_port() -> int:
@@ -106,6 +117,13 @@ class Gateway:
 
     def open_fds(self) -> int:
         return int(self.ps.num_fds())
+
+    def connections_to(self, urls: tuple[str, ...]) -> int:
+        """Open TCP connections to these upstreams: the provider's keep-alive pool."""
+        ports = {int(url.rsplit(":", 1)[1].split("/")[0]) for url in urls}
+        return sum(
+            1 for c in self.ps.net_connections(kind="tcp") if c.raddr and c.raddr.port in ports
+        )
 
     def stop(self) -> None:
         if self.process.poll() is None:

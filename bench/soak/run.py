@@ -32,6 +32,7 @@ class Sample:
     rss: int
     fds: int
     max_queued: float
+    pooled: int = 0  # of the fds: kept-alive connections to the upstreams (a bounded pool)
 
 
 @dataclass
@@ -113,9 +114,10 @@ async def _one(http: httpx.AsyncClient, body: dict[str, Any], *, hang_up: bool) 
         return response.status_code
 
 
-def _sample(gateway: Gateway) -> Sample:
+def _sample(gateway: Gateway, upstreams: tuple[str, ...] = ()) -> Sample:
     queued = max(queued_jobs(gateway.url).values(), default=0.0)
-    return Sample(time.monotonic(), gateway.rss_bytes(), gateway.open_fds(), queued)
+    pooled = gateway.connections_to(upstreams) if upstreams else 0
+    return Sample(time.monotonic(), gateway.rss_bytes(), gateway.open_fds(), queued, pooled)
 
 
 async def _sampler(gateway: Gateway, stop: float, result: SoakResult, every: float) -> None:
@@ -144,7 +146,7 @@ def run_soak(workdir: Path, shape: Shape, duration_s: float, sample_s: float = 1
         result.idle_before = _sample(gateway)
         asyncio.run(_load(gateway, result, sample_s))
         time.sleep(1.0)  # the last hung-up requests finish their records
-        result.idle_after = _sample(gateway)
+        result.idle_after = _sample(gateway, shape.upstreams)
     finally:
         gateway.stop()
     result.records, result.verify = gateway.verified_records(workdir)
@@ -158,7 +160,11 @@ def report(result: SoakResult) -> list[str]:
     return [
         f"tenants {shape.tenants} ({shape.heavy_tenants} heavy), clients "
         f"{sum(shape.clients(i) for i in range(shape.tenants))}, {result.duration_s:.0f} s, "
-        f"{shape.replicas} sim replicas x {shape.max_num_seqs} seqs",
+        + (
+            f"{len(shape.upstreams)} OpenAI-compatible upstreams"
+            if shape.upstreams
+            else f"{shape.replicas} sim replicas x {shape.max_num_seqs} seqs"
+        ),
         f"requests {result.requests} ({result.requests / result.duration_s:.1f}/s): "
         + ", ".join(f"{k}: {v}" for k, v in sorted(result.statuses.items()))
         + f", hung up early: {result.hangups}; 5xx: {result.server_errors}",
@@ -166,7 +172,8 @@ def report(result: SoakResult) -> list[str]:
         f"RSS {steady[0].rss / mib:.1f} -> {steady[-1].rss / mib:.1f} MiB after warm-up "
         f"(growth {result.growth('rss') / mib:+.1f} MiB, slope "
         f"{result.slope_per_min('rss') / mib:+.2f} MiB/min)",
-        f"open fds idle {_fds(result.idle_before)} before, {_fds(result.idle_after)} after; "
+        f"open fds idle {_fds(result.idle_before)} before, {_fds(result.idle_after)} after"
+        f" ({result.idle_after.pooled if result.idle_after else 0} pooled upstream); "
         f"under load {steady[0].fds} -> {steady[-1].fds} (max {max(s.fds for s in steady)}, "
         f"slope {result.slope_per_min('fds'):+.2f}/min)",
         f"largest tenant queue {result.max_queued():.0f} (bound {shape.max_queued_per_tenant})",
