@@ -1,0 +1,92 @@
+"""The ledger's PostgreSQL server goes down (an immediate stop, as a crash) under a gateway:
+while it is down the gateway refuses new work with 503 ledger_unavailable rather than serve
+requests it cannot bill, and once it is back the gateway takes work again and the chain,
+exported and verified, holds every request that was served."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from fairgate.metering.export import jsonl_line
+from fairgate.metering.verify import verify_export
+from tests.faults.postgres import PostgresServer, pg_bin
+from tests.faults.tally import TALLY
+from tests.support.gateway_server import GatewayServer, sim_config
+
+pytestmark = pytest.mark.timeout(120)
+
+
+@pytest.fixture
+def postgres() -> Iterator[PostgresServer]:
+    bin_dir = pg_bin()
+    if bin_dir is None:
+        if os.environ.get("CI"):
+            pytest.fail("PostgreSQL binaries (initdb, pg_ctl) are missing in CI")
+        pytest.skip("PostgreSQL binaries (initdb, pg_ctl) are not installed")
+    server = PostgresServer(bin_dir).init()
+    try:
+        yield server
+    finally:
+        server.remove()
+
+
+def _ask(server: GatewayServer, index: int) -> dict[str, Any]:
+    TALLY.requests += 1
+    response = httpx.post(
+        server.base_url + "/v1/chat/completions",
+        headers={"Authorization": "Bearer sk-alice"},
+        json={
+            "model": "sim-hidden",
+            "messages": [{"role": "user", "content": f"q {index}"}],
+            "stream": index % 2 == 1,
+        },
+        timeout=30,
+    )
+    text = response.text
+    return {
+        "status": response.status_code,
+        "id": response.headers.get("x-request-id"),
+        "receipt": '"receipt"' in text,
+        "refused": response.status_code == 503 and "ledger_unavailable" in text,
+        "text": text,
+    }
+
+
+def test_ledger_database_down_refuses_work(tmp_path: Path, postgres: PostgresServer) -> None:
+    config = sim_config(tmp_path, ledger={"url": postgres.url}, audit={"embeddings": "off"})
+    with GatewayServer(config) as server:
+        before = [_ask(server, n) for n in range(6)]
+        assert all(a["status"] == 200 and a["receipt"] for a in before), before
+        postgres.stop()
+        TALLY.fault("ledger database down")
+        down = [_ask(server, 100 + n) for n in range(6)]
+        for answer in down:  # never served without a record; no 500 either
+            assert answer["status"] in (200, 503) and "Traceback" not in answer["text"], answer
+            assert answer["refused"] or (answer["status"] == 200 and "error" in answer["text"])
+            assert not answer["receipt"], answer
+        assert sum(a["refused"] for a in down) >= 5, down
+        TALLY.expected_errors += len(down)
+        postgres.start()
+        back: list[dict[str, Any]] = []
+        deadline = time.monotonic() + 30
+        while not (back and back[-1]["receipt"]) and time.monotonic() < deadline:
+            back.append(_ask(server, 200 + len(back)))
+            time.sleep(0.2)
+        assert back[-1]["status"] == 200 and back[-1]["receipt"], back[-1]
+        TALLY.expected_errors += len(back) - 1
+        records = server.records()
+        keys = server.runtime.recorder.keyring.public_keys
+    report = verify_export((jsonl_line(r) for r in records), keys)
+    assert report.ok, report.summary()
+    TALLY.records_verified += len(records)
+    ids = {r["request_id"] for r in records}
+    served = [a for a in before + back if a["status"] == 200]
+    assert all(a["id"] in ids for a in served)
+    assert len(ids) == len(records)
