@@ -6,6 +6,7 @@ exported and verified, holds every request that was served."""
 from __future__ import annotations
 
 import os
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -90,3 +91,38 @@ def test_ledger_database_down_refuses_work(tmp_path: Path, postgres: PostgresSer
     served = [a for a in before + back if a["status"] == 200]
     assert all(a["id"] in ids for a in served)
     assert len(ids) == len(records)
+
+
+@pytest.mark.parametrize("stream", [True, False], ids=["stream", "whole"])
+def test_a_request_in_flight_when_the_ledger_goes_ends_without_a_receipt(
+    tmp_path: Path, postgres: PostgresServer, stream: bool
+) -> None:
+    """A whole answer is withheld (503). A stream's tokens already went out and cannot be
+    called back: it ends with the ledger error instead of its receipt and [DONE]."""
+    config = sim_config(tmp_path, ledger={"url": postgres.url}, audit={"embeddings": "off"})
+    body = {"model": "sim-slow", "messages": [{"role": "user", "content": "long"}]}
+    headers = {"Authorization": "Bearer sk-alice"}
+    with (
+        GatewayServer(config) as server,
+        httpx.Client(base_url=server.base_url, headers=headers, timeout=30) as http,
+    ):
+        TALLY.requests += 1
+        if stream:
+            with http.stream("POST", "/v1/chat/completions", json={**body, "stream": True}) as r:
+                lines = r.iter_lines()
+                head = [next(lines) for _ in range(3)]
+                postgres.stop()
+                TALLY.fault("ledger database down mid-request")
+                text = "\n".join(head + list(lines))
+            status = r.status_code
+        else:
+            timer = threading.Timer(1.0, postgres.stop)
+            timer.start()
+            TALLY.fault("ledger database down mid-request")
+            response = http.post("/v1/chat/completions", json=body)
+            timer.join()
+            status, text = response.status_code, response.text
+    TALLY.expected_errors += 1
+    assert "receipt" not in text and "[DONE]" not in text, text[-500:]
+    assert "ledger_unavailable" in text and "Traceback" not in text, text[-500:]
+    assert status == (200 if stream else 503)  # a stream's status went out with its first byte
