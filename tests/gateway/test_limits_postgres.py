@@ -17,12 +17,17 @@ import psycopg
 import pytest
 
 from fairgate.gateway.limit_store import WINDOW_S, Ask, PostgresLimitStore
+from fairgate.metering.tokens import WordTokenizer
 from tests.faults.process import GatewayProcess, free_port, write_config
 from tests.metering.conftest import postgres_server, postgres_url  # noqa: F401 (fixtures)
 
 pytestmark = pytest.mark.timeout(240)
 RPM, CONCURRENT = 20, 2
 MESSAGES = [{"role": "user", "content": "Shared limits, please."}]
+PROMPT = len(WordTokenizer().encode_chat(MESSAGES))
+COMPLETION = 20  # the sim's whole answer, also the requests' max_tokens: estimate = cost
+PRICE = {"prompt": 1000, "completion": 1000}  # per million: 0.001 a token
+REQUEST_COST = Decimal("0.001") * (PROMPT + COMPLETION)
 
 
 @pytest.fixture
@@ -30,10 +35,16 @@ def gateways(tmp_path: Path, postgres_url: str) -> Iterator[list[GatewayProcess]
     tenants = [
         {"name": "rpm", "api_keys": ["sk-rpm"], "limits": {"requests_per_minute": RPM}},
         {"name": "conc", "api_keys": ["sk-conc"], "limits": {"max_concurrent": CONCURRENT}},
+        {
+            "name": "spender",
+            "api_keys": ["sk-spender"],
+            "limits": {"budget": {"amount": str(3 * REQUEST_COST), "period": "month"}},
+        },
     ]
     models = [
         {"name": "sim", "provider": "sim", "replicas": 2},
         {"name": "sim-slow", "provider": "sim", "sim": {"seconds_per_token": 0.05}},
+        {"name": "sim-priced", "provider": "sim", "prices": PRICE},
     ]
     started: list[GatewayProcess] = []
     try:
@@ -50,9 +61,9 @@ def gateways(tmp_path: Path, postgres_url: str) -> Iterator[list[GatewayProcess]
 
 
 async def _burst(
-    gateways: list[GatewayProcess], key: str, model: str, count: int
+    gateways: list[GatewayProcess], key: str, model: str, count: int, **extra: Any
 ) -> list[httpx.Response]:
-    body = {"model": model, "messages": MESSAGES}
+    body = {"model": model, "messages": MESSAGES, **extra}
     async with httpx.AsyncClient(timeout=60, headers={"Authorization": f"Bearer {key}"}) as http:
         return await asyncio.gather(
             *(
@@ -105,6 +116,24 @@ def test_max_concurrent_holds_across_two_gateways(
     assert codes == {"rate_limit_max_concurrent"}
     again = asyncio.run(_burst(gateways, "sk-conc", "sim", 2))  # the holds left at settlement
     assert [r.status_code for r in again] == [200, 200]
+
+
+def test_a_budget_holds_across_two_gateways(
+    gateways: list[GatewayProcess],
+    postgres_url: str,  # noqa: F811
+) -> None:
+    responses = asyncio.run(_burst(gateways, "sk-spender", "sim-priced", 9, max_tokens=COMPLETION))
+    statuses = Counter(r.status_code for r in responses)
+    assert statuses == {200: 3, 429: 6}, statuses
+    assert {r.json()["error"]["code"] for r in responses if r.status_code == 429} == {
+        "budget_exceeded"
+    }
+    spent = [
+        Decimal(r["cost"]["total"])
+        for r in _records(postgres_url)
+        if r["tenant"] == "spender" and r["status"] == "ok"
+    ]
+    assert sum(spent) == 3 * REQUEST_COST  # never past the budget, in the ledger's units
 
 
 def test_the_postgres_store_is_exact_under_threads(postgres_url: str) -> None:  # noqa: F811
