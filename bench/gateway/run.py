@@ -45,6 +45,7 @@ class Settings:
     targets: list[str]
     token_gap_ms: float = 0.0
     rounds: int = 1
+    trees: dict[str, str] = field(default_factory=dict)  # extra fairgate rows: name -> tree
 
 
 @dataclass(slots=True)
@@ -122,9 +123,11 @@ def settle(target: Target, timeout_s: float = 30.0) -> None:
 
 
 def sustained(row: Row, direct: Row | None) -> bool:
-    """No more than 1% errors, and no queue building: P99 within 50 ms of direct's."""
-    reference = direct.total_p99 if direct is not None else 0.0
-    return row.errors <= 0.01 * row.sent and row.total_p99 <= reference + 50.0
+    """No more than 1% errors and no queue building up: an overloaded proxy's backlog grows
+    through the window, so its median total climbs past 100 ms (direct's is about 1 ms). A
+    P99 bound would instead fail on the shared machine's scheduling noise."""
+    reference = direct.total_p50 if direct is not None else 0.0
+    return row.errors <= 0.01 * row.sent and row.total_p50 <= reference + 100.0
 
 
 def _log(row: Row) -> None:
@@ -226,7 +229,9 @@ def run(settings: Settings, workdir: Path, peers_venv: Path) -> dict[str, Any]:
     targets: list[Target] = []
     started = time.time()
     try:
-        targets, missing = make_targets(settings.targets, url, workdir, PROXY_CORE, peers)
+        trees = {name: Path(tree) for name, tree in settings.trees.items()}
+        names = [*settings.targets, *trees]
+        targets, missing = make_targets(names, url, workdir, PROXY_CORE, peers, trees)
         for name, why in missing.items():
             print(f"NOT MEASURED {name}: {why}", flush=True)
         _warm(targets)
@@ -260,6 +265,12 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--rates", help="comma-separated rates instead of 10,100,300")
     parser.add_argument("--window-s", type=float, default=6.0)
     parser.add_argument("--no-ladder", action="store_true", help="skip the highest-rate search")
+    parser.add_argument(
+        "--tree",
+        action="append",
+        metavar="NAME=DIR",
+        help="also run the fairgate of another checkout (git archive REV | tar -x -C DIR)",
+    )
     return parser.parse_args(argv)
 
 
@@ -271,9 +282,9 @@ def _settings(args: argparse.Namespace) -> Settings:
         targets = ["direct", *targets]
     rates = [float(r) for r in args.rates.split(",")] if args.rates else [10, 100, 300]
     ladder = [] if args.no_ladder else LADDER
-    return Settings(
-        rates, args.window_s, ladder, 3.0, targets, args.token_gap_ms, max(1, args.rounds)
-    )
+    trees = dict(item.split("=", 1) for item in args.tree or [])
+    rounds = max(1, args.rounds)
+    return Settings(rates, args.window_s, ladder, 3.0, targets, args.token_gap_ms, rounds, trees)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -119,7 +119,7 @@ def fairgate_config(
             {"name": MODEL, "provider": "openai", "endpoints": [upstream], "reasoning": "visible"}
         ],
         "audit": {"embeddings": embeddings},
-        "ledger": {"sync": sync},
+        **({"ledger": {"sync": sync}} if sync != "commit" else {}),  # older trees lack it
     }
 
 
@@ -130,15 +130,23 @@ def start_fairgate(
     core: int,
     embeddings: str = "off",
     sync: str = "commit",
+    tree: Path | None = None,
 ) -> Target:
+    """``tree``: run the fairgate of another checkout (``git archive REV | tar -x -C DIR``)
+    with this venv, to put a before and an after side by side in one run."""
     workdir.mkdir(parents=True, exist_ok=True)
     config = workdir / "fairgate.yaml"
     settings = fairgate_config(upstream, workdir / "data", embeddings, sync)
     config.write_text(yaml.safe_dump(settings))
-    script = Path(sys.executable).parent / "fairgate"
-    argv = [str(script), "serve", "--config", str(config), "--port", "{port}"]
-    target = Target(name, fairgate_version(), key=TENANT_KEY)
-    _launch(target, [*argv, "--log-level", "warning"], workdir, "/readyz", core)
+    argv = [sys.executable, "-m", "fairgate.gateway.cli", "serve", "--config", str(config)]
+    env = None
+    version = fairgate_version()
+    if tree is not None:
+        env = {**os.environ, "PYTHONPATH": str(tree.resolve())}
+        version = f"the tree at {tree}"
+    target = Target(name, version, key=TENANT_KEY)
+    argv += ["--port", "{port}", "--log-level", "warning"]
+    _launch(target, argv, workdir, "/readyz", core, env=env)
     return target
 
 
@@ -183,7 +191,12 @@ def start_router(upstream: str, workdir: Path, core: int, peers: PeerEnv) -> Tar
 
 
 def make_targets(
-    names: list[str], upstream: str, workdir: Path, core: int, peers: PeerEnv
+    names: list[str],
+    upstream: str,
+    workdir: Path,
+    core: int,
+    peers: PeerEnv,
+    trees: dict[str, Path] | None = None,
 ) -> tuple[list[Target], dict[str, str]]:
     """Start every named target; those that cannot start are returned with the reason."""
     if shutil.which("taskset") is None:
@@ -192,7 +205,10 @@ def make_targets(
     missing: dict[str, str] = {}
     for name in names:
         try:
-            if name == "direct":
+            if trees and name in trees:
+                where = workdir / name.replace(" ", "-")
+                started.append(start_fairgate(name, upstream, where, core, tree=trees[name]))
+            elif name == "direct":
                 started.append(Target("direct", url=f"{upstream}/v1"))
             elif name == "fairgate":
                 started.append(start_fairgate(name, upstream, workdir / name, core))
