@@ -9,12 +9,24 @@ Defaults and where they come from:
   below one request's cost only adds refill rounds. 1024 is about one short chat request
   (≈512 uncached prompt tokens + 256 generated * 2). Refill rounds are computed in O(active
   tenants) however large the debt, so a small Q_u costs no loop iterations.
+- ``locality_slack`` = 0 weighted tokens: how far a job with a longer prefix match may go
+  ahead of a tenant with more DLPM credit. Q_u is the paper's rule (any credited tenant's
+  longest match); measured through the gateway with a flood on full engines, that let the
+  flood's warm-cache jobs take a whole quantum while light tenants with more credit waited
+  (0.2 of an equal share, as FCFS). 0: credit decides, locality breaks ties, and the flood
+  keeps its locality among its own jobs (tests/gateway/test_fairness.py, bench/RESULTS.md).
 - ``replica_quantum`` Q_w = 4096 weighted tokens: D²LPM's per-replica refill. It sets how much
   of one tenant's work may follow its cached prefix to one replica before spilling to replicas
   where it still has credit: about four short requests. The paper leaves it open too; in a
   sweep of Q_w in {1024, 4096, 16384} x Q_u in {256, 1024, 4096} over the simulator's two
   scenarios (``python -m bench.scheduler_fairness``), 4096 with Q_u = 1024 was the best
   all-round: 1024 loses locality, 16384 lets a hot-prefix tenant pile onto one replica.
+- ``replica_quantum_jobs`` = 4: D²LPM's refill and its guard's work gap are at least this many
+  of the tenant's typical jobs (their expected work with the prompt uncached, a moving
+  average), when that is more than Q_w / ``work_gap``. Q_w = 4096 is less than one question
+  about a 5k-token document: every such job then went to another replica than the last and
+  missed (``python -m bench.fairness.sweep``, 8 replicas at 70% load: 46% hits, the median
+  client's p99 75 s against Preble's 7 s; with this floor 96% and 6.6 s). 0 turns it off.
 - ``balance_rel_threshold`` = 1.5, ``cache_threshold`` = 0.3: the defaults of SGLang's
   cache-aware router (sgl-model-gateway ``--balance-rel-threshold``, ``--cache-threshold``).
   ``balance_abs_threshold``: for the job-count routers (``lpm``/``cache_aware``) a job count,
@@ -93,6 +105,7 @@ class SchedulerConfig:
     fairness_scope: str = "replica"
     output_estimate_alpha: float = 0.2
     locality_slack: float = 0.0
+    replica_quantum_jobs: float = 4.0
 
     def __post_init__(self) -> None:
         if self.policy not in Policy._value2member_map_:
@@ -106,6 +119,7 @@ class SchedulerConfig:
         _positive("quantum", self.quantum)
         _positive("replica_quantum", self.replica_quantum)
         _non_negative("locality_slack", self.locality_slack)
+        _non_negative("replica_quantum_jobs", self.replica_quantum_jobs)
         _non_negative("prompt_weight", self.prompt_weight)
         _non_negative("completion_weight", self.completion_weight)
         _non_negative("cached_prompt_weight", self.cached_prompt_weight)

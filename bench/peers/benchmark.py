@@ -247,7 +247,9 @@ def main(argv: list[str] | None = None) -> int:
         except StartFailed as failed:
             print(f"cannot start the upstream engines: {failed}")
             return 1
-        context = StartContext(upstreams.urls, [*FLOOD_TENANTS, *STEADY_TENANTS], workdir, peers)
+        context = StartContext(
+            upstreams.urls, [*FLOOD_TENANTS, *STEADY_TENANTS], workdir, peers, engine.cache_tokens
+        )
         selected = _selected(args.only)
         if selected[-1].name == "direct (control)":
             selected[-1:-1] = extra  # the control stays last

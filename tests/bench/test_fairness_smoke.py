@@ -27,3 +27,13 @@ def test_simulated_flood_fcfs_loses_and_dlpm_keeps_locality() -> None:
     assert fair.generated_share("light1") > 2 * fcfs.generated_share("light1")
     assert fair.throughput >= 0.9 * fcfs.throughput
     assert fair.hit_ratio >= fcfs.hit_ratio
+
+
+@pytest.mark.timeout(120)
+def test_load_sweep_runs_quick(capsys: pytest.CaptureFixture[str]) -> None:
+    from bench.fairness import sweep
+
+    assert sweep.main(["--quick"]) == 0
+    out = capsys.readouterr().out
+    assert "capacity" in out and "Preble-like / D²LPM" in out
+    assert out.count(" 70% ") == len(sweep.COMBOS)

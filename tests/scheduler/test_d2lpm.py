@@ -45,6 +45,7 @@ def test_hand_worked_example():
             policy="dlpm",
             router="d2lpm",
             replica_quantum=100.0,
+            replica_quantum_jobs=0.0,  # Q_w alone, as in the paper
             prompt_weight=1.0,
             completion_weight=2.0,
             inflight_initial=8,
@@ -124,7 +125,7 @@ def test_too_uneven_queues_fall_back_to_least_load():
 def test_weights_scale_the_refill():
     book = TenantBook()
     book.set_weight("gold", 3.0)
-    router = D2LPM(SchedulerConfig(replica_quantum=10.0), book)
+    router = D2LPM(SchedulerConfig(replica_quantum=10.0, replica_quantum_jobs=0.0), book)
     job = Job("j", "gold", "m", (1,), 1)
     router.route(job, [FakeReplica("a"), FakeReplica("b")])
     assert router.deficits("gold") == {"a": 30.0, "b": 30.0}
@@ -148,3 +149,12 @@ def test_a_short_prefix_does_not_pull_a_job_behind_other_tenants_queues():
     assert router.reasons == {"spill": 1}
     alike = [FakeReplica("behind", hit=48, ahead=5.0), FakeReplica("free", hit=40, ahead=5.0)]
     assert router.route(job, alike).replica_id == "behind"  # queues alike: locality
+
+
+def test_the_refill_covers_a_few_of_the_tenants_typical_jobs():
+    """Q_w = 4096 is less than one question about a 5k-token document: the refill grows to
+    replica_quantum_jobs such jobs, so a tenant's next job can follow its cached document."""
+    router = D2LPM(SchedulerConfig(replica_quantum=4096.0), TenantBook())
+    job = Job("j", "t", "m", tuple(range(5000)), 50)  # 5,000 + 50 * 2 if uncached
+    router.route(job, [FakeReplica("a"), FakeReplica("b")])
+    assert router.deficits("t") == {"a": 4 * 5100.0, "b": 4 * 5100.0}
