@@ -16,7 +16,8 @@ request's counts or none. So gateways sharing one database never admit past a li
 together: the lock makes their checks one sequence. Windows roll by the second (a count
 leaves 60 to 61 s after it was made), not by clock minutes, so there is no burst of twice the
 limit at a minute's edge; and a check sums at most 60 buckets per limit however busy the
-tenant. A gateway that dies leaves its leases until they end (``LEASE_S``).
+tenant. A gateway renews its requests' leases while they run (``renew``), so one that dies
+holds its tenants' concurrency and budget for at most ``LEASE_S`` more.
 
 Counters are soft state, so their commits skip the fsync (``synchronous_commit = off``,
 SQLite ``synchronous = OFF``): a crash loses at most the last moments of counts, never a
@@ -40,7 +41,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 WINDOW_S = 60.0
-LEASE_S = 900.0  # longer than any request may run (queue + stall timeouts + generation)
+LEASE_S = 120.0  # a lease not renewed for this long is a dead gateway's: it ends
 SQLITE_FILENAME = "limits.sqlite3"
 
 
@@ -110,6 +111,9 @@ class LimitStore(Protocol):
         """Take every ask's count, or none and say which limit refused."""
 
     def settle(self, settlement: Settlement, now: float) -> None: ...
+
+    def renew(self, request_ids: Sequence[str], expires: float) -> None:
+        """Extend these requests' leases (they are still running) to ``expires``."""
 
     def spent(self, tenant: str, period: str) -> Decimal: ...
 
@@ -228,6 +232,14 @@ class _Counters:
                 (s.tenant, s.period, str(total)),
             )
 
+    def _renew(self, conn: Any, request_ids: Sequence[str], expires: float) -> None:
+        for request_id in request_ids:
+            self._run(
+                conn,
+                "UPDATE fairgate_limit_leases SET expires = ? WHERE request_id = ?",
+                (expires, request_id),
+            )
+
     def _spent(self, conn: Any, tenant: str, period: str) -> Decimal:
         rows = self._run(
             conn,
@@ -294,6 +306,10 @@ class PostgresLimitStore(_Counters):
         with self._transaction(settlement.tenant) as conn:
             self._settle(conn, settlement, now)
 
+    def renew(self, request_ids: Sequence[str], expires: float) -> None:
+        with self._transaction("") as conn:  # row updates: no tenant's check needs to wait
+            self._renew(conn, request_ids, expires)
+
     def spent(self, tenant: str, period: str) -> Decimal:
         with self._transaction(tenant) as conn:
             return self._spent(conn, tenant, period)
@@ -340,6 +356,10 @@ class SQLiteLimitStore(_Counters):
     def settle(self, settlement: Settlement, now: float) -> None:
         with self._transaction() as conn:
             self._settle(conn, settlement, now)
+
+    def renew(self, request_ids: Sequence[str], expires: float) -> None:
+        with self._transaction() as conn:
+            self._renew(conn, request_ids, expires)
 
     def spent(self, tenant: str, period: str) -> Decimal:
         with self._transaction() as conn:

@@ -40,6 +40,8 @@ from fairgate.metering.usage import Usage
 
 log = logging.getLogger("fairgate.limits")
 STALE_CHECK = 4096  # admitted requests in flight before old entries are looked for
+STALE_S = 3600.0  # admitted this long ago and never settled: it never ran
+RENEW_S = 30.0  # how often the leases of running requests are renewed (< LEASE_S)
 
 CODES = {
     "requests": "rate_limit_requests_per_minute",
@@ -96,6 +98,7 @@ class TenantLimitsGate:
         self._store: LimitStore | None = None
         self._clock = clock
         self._held: dict[str, Held] = {}
+        self._renewal: asyncio.Task[None] | None = None
 
     @classmethod
     def for_config(
@@ -165,6 +168,20 @@ class TenantLimitsGate:
         estimate = prompt_tokens + max_tokens if limits.tokens_per_minute is not None else None
         self._forget_stale(now)
         self._held[request_id] = Held(tenant, model, estimate, period, now)
+        if self._renewal is None or self._renewal.done():
+            self._renewal = asyncio.get_running_loop().create_task(self._renew_leases())
+
+    async def _renew_leases(self) -> None:
+        """Keep the leases of this gateway's running requests alive; a gateway that dies
+        stops renewing, and its tenants get their concurrency and budget back."""
+        while self._held:
+            await asyncio.sleep(RENEW_S)
+            ids = list(self._held)
+            try:
+                store = self._store_now()
+                await asyncio.to_thread(store.renew, ids, self._clock() + LEASE_S)
+            except Exception:
+                log.exception("renewing %d limit leases failed", len(ids))
 
     def _forget_stale(self, now: float) -> None:
         """A request admitted but never run (its client left first) is never settled; its
@@ -172,7 +189,7 @@ class TenantLimitsGate:
         if len(self._held) < STALE_CHECK:
             return
         for request_id, held in list(self._held.items()):
-            if now - held.at > LEASE_S:
+            if now - held.at > STALE_S:
                 del self._held[request_id]
 
     async def settle(self, request_id: str, usage: Usage) -> None:
@@ -201,6 +218,8 @@ class TenantLimitsGate:
         return self._store_now().spent(tenant, period)
 
     def close(self) -> None:
+        if self._renewal is not None:
+            self._renewal.cancel()
         if self._store is not None:
             self._store.close()
             self._store = None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from collections.abc import Callable
 from decimal import Decimal
@@ -141,6 +142,26 @@ async def test_requests_never_settled_are_forgotten_after_their_lease(
     gate = _gate(lambda: store, lambda: now[0])
     for i in range(50):
         await gate.admit("t", f"r{i}", "m", 1, 1)
-    now[0] += LEASE_S + 1
+    now[0] += limits.STALE_S + 1
     await gate.admit("t", "late", "m", 1, 1)
     assert list(gate._held) == ["late"]
+
+
+async def test_running_requests_renew_their_leases(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(limits, "RENEW_S", 0.05)
+    now = [T0]
+    store = SQLiteLimitStore(tmp_path / "limits.sqlite3")
+    gate = TenantLimitsGate(
+        {"t": TenantLimits(max_concurrent=1)}, PriceTable(), lambda: store, lambda: now[0]
+    )
+    await gate.admit("t", "long", "m", 1, 1)
+    now[0] += LEASE_S - 1
+    await asyncio.sleep(0.3)  # renewed at T0 + LEASE_S - 1, to T0 + 2 * LEASE_S - 1
+    now[0] += 10  # the first lease would have ended; the renewed one holds
+    concurrent = Ask("concurrent", Decimal(1), Decimal(1), LEASE_S)
+    assert store.reserve("t", "other", [concurrent], now[0]) is not None
+    gate.close()  # stops renewing, as a gateway that died does: its lease ends, and then
+    again = SQLiteLimitStore(tmp_path / "limits.sqlite3")  # the tenant may run again
+    assert again.reserve("t", "other", [concurrent], now[0] + LEASE_S) is None

@@ -16,13 +16,14 @@ import httpx
 import psycopg
 import pytest
 
-from fairgate.gateway.limit_store import WINDOW_S, Ask, PostgresLimitStore
+from fairgate.gateway.limit_store import LEASE_S, WINDOW_S, Ask, PostgresLimitStore
 from fairgate.metering.tokens import WordTokenizer
 from tests.faults.process import GatewayProcess, free_port, write_config
 from tests.metering.conftest import postgres_server, postgres_url  # noqa: F401 (fixtures)
 
 pytestmark = pytest.mark.timeout(240)
 RPM, CONCURRENT = 20, 2
+T0 = 1_800_000_000.0
 MESSAGES = [{"role": "user", "content": "Shared limits, please."}]
 PROMPT = len(WordTokenizer().encode_chat(MESSAGES))
 COMPLETION = 20  # the sim's whole answer, also the requests' max_tokens: estimate = cost
@@ -145,7 +146,7 @@ def test_the_postgres_store_is_exact_under_threads(postgres_url: str) -> None:  
 
     def worker(n: int) -> None:
         for i in range(20):
-            if stores[n % 2].reserve("t", f"w{n}-{i}", [ask], 1_800_000_000.0) is None:
+            if stores[n % 2].reserve("t", f"w{n}-{i}", [ask], T0) is None:
                 admitted.append(f"w{n}-{i}")
 
     threads = [threading.Thread(target=worker, args=(n,)) for n in range(6)]
@@ -156,3 +157,13 @@ def test_the_postgres_store_is_exact_under_threads(postgres_url: str) -> None:  
     for store in stores:
         store.close()
     assert len(admitted) == 25
+
+
+def test_the_postgres_store_renews_leases(postgres_url: str) -> None:  # noqa: F811
+    store = PostgresLimitStore(postgres_url, connections=1)
+    lease = Ask("concurrent", Decimal(1), Decimal(1), LEASE_S)
+    assert store.reserve("t", "running", [lease], T0) is None
+    store.renew(["running"], T0 + 2 * LEASE_S)
+    assert store.reserve("t", "next", [lease], T0 + LEASE_S + 1) is not None  # still held
+    assert store.reserve("t", "next", [lease], T0 + 2 * LEASE_S) is None  # then it ends
+    store.close()
