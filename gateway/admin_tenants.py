@@ -11,19 +11,22 @@ Every admin action, these and ``/admin/replicas`` and ``/admin/reload``, is a le
 action is recorded under the key's tenant, the others under ``@admin``, which no tenant can
 be named (tenant names have no ``@``).
 
-Keys in the configuration file (``tenants[].api_keys``) are the file's: they are listed, and
-revoked by editing the file and reloading, not here.
+With a PostgreSQL ledger the keys made here are shared by every gateway on it
+(``shared_keys``); otherwise they go to ``data_dir/api_keys.json``. Keys in the configuration
+file (``tenants[].api_keys``) are the file's: listed, and revoked by editing the file and
+reloading, not here.
 """
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from fastapi import APIRouter, Request
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from fairgate.gateway.admin import record_action, require_admin
-from fairgate.gateway.auth import KeyStore, Tenant, digest, key_id
+from fairgate.gateway.auth import KeyStore, StoredKey, Tenant, digest, key_id, new_key
 from fairgate.gateway.errors import APIError, InvalidRequest, RecordNotFound, invalid_request
 from fairgate.gateway.runtime import Runtime
 
@@ -57,11 +60,17 @@ async def create_key(request: Request) -> dict[str, Any]:
         raise invalid_request(error) from None
     except ValueError:
         raise InvalidRequest("The request body must be JSON.") from None
-    key, stored = KeyStore(runtime.config.data_dir).issue(asked.tenant, asked.weight)
-    runtime.keyring.add(stored.sha256, stored.tenant)
-    if stored.tenant not in runtime.tenants:
-        runtime.tenants[stored.tenant] = Tenant(stored.tenant, asked.weight or 1.0)
-        runtime.scheduler.set_tenant(stored.tenant, asked.weight or 1.0)
+    shared = runtime.shared_keys
+    if shared is not None:
+        key, stored = new_key(asked.tenant, asked.weight)
+        await asyncio.to_thread(shared.add, stored)
+        runtime.set_shared_keys(await asyncio.to_thread(shared.active))
+    else:
+        key, stored = KeyStore(runtime.config.data_dir).issue(asked.tenant, asked.weight)
+        runtime.keyring.add(stored.sha256, stored.tenant)
+        if stored.tenant not in runtime.tenants:
+            runtime.tenants[stored.tenant] = Tenant(stored.tenant, asked.weight or 1.0)
+            runtime.scheduler.set_tenant(stored.tenant, asked.weight or 1.0)
     await record_action(runtime, request, "key_created", tenant=stored.tenant)
     return {
         "object": "api_key",
@@ -75,7 +84,7 @@ async def create_key(request: Request) -> dict[str, Any]:
 @router.delete("/keys/{id_}")
 async def revoke_key(request: Request, id_: str) -> dict[str, Any]:
     runtime = require_admin(request)
-    revoked = KeyStore(runtime.config.data_dir).revoke(id_)
+    revoked = await _revoke_shared(runtime, id_) or KeyStore(runtime.config.data_dir).revoke(id_)
     if revoked is None:
         error: APIError = KeyNotFound(f"No API key with id '{id_}'.", param="id")
         if id_ in _config_key_ids(runtime):
@@ -90,6 +99,16 @@ async def revoke_key(request: Request, id_: str) -> dict[str, Any]:
     return {"object": "api_key", "id": revoked.id, "tenant": revoked.tenant, "deleted": True}
 
 
+async def _revoke_shared(runtime: Runtime, id_: str) -> StoredKey | None:
+    shared = runtime.shared_keys
+    if shared is None:
+        return None
+    revoked = await asyncio.to_thread(shared.revoke, id_)
+    if revoked is not None:
+        runtime.set_shared_keys(await asyncio.to_thread(shared.active))
+    return revoked
+
+
 def _config_key_ids(runtime: Runtime) -> set[str]:
     return {key_id(digest(key)) for t in runtime.config.tenants for key in t.api_keys}
 
@@ -100,6 +119,11 @@ def describe(runtime: Runtime, name: str) -> dict[str, Any]:
     keys = [
         {"id": k.id, "source": "api", "created_at": int(k.created_at)}
         for k in KeyStore(runtime.config.data_dir).load()
+        if k.tenant == name
+    ]
+    keys += [
+        {"id": k.id, "source": "shared", "created_at": int(k.created_at)}
+        for k in runtime.shared_key_list()
         if k.tenant == name
     ]
     if config is not None:

@@ -100,8 +100,7 @@ class KeyStore:
 
     def issue(self, tenant: str, weight: float | None = None) -> tuple[str, StoredKey]:
         """A new key (shown to its owner once) and what is stored of it: only its digest."""
-        key = KEY_PREFIX + secrets.token_urlsafe(32)
-        stored = StoredKey(tenant, weight, digest(key), time.time())
+        key, stored = new_key(tenant, weight)
         self._save([*self.load(), stored])
         return key, stored
 
@@ -133,6 +132,11 @@ class KeyStore:
         with os.fdopen(fd, "w", encoding="utf-8") as out:
             json.dump(rows, out, indent=1)
         os.replace(tmp, self.path)
+
+
+def new_key(tenant: str, weight: float | None = None) -> tuple[str, StoredKey]:
+    key = KEY_PREFIX + secrets.token_urlsafe(32)
+    return key, StoredKey(tenant, weight, digest(key), time.time())
 
 
 def bearer_token(header: str | None) -> str | None:

@@ -12,20 +12,23 @@ import contextlib
 import logging
 import signal
 import time
+from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import httpx
 from prometheus_client import CollectorRegistry
 
-from fairgate.gateway.auth import KeyStore, Tenant, TenantKeys, digest
+from fairgate.gateway.auth import KeyStore, StoredKey, Tenant, TenantKeys, digest
 from fairgate.gateway.config import Config, ConfigError, ModelConfig
 from fairgate.gateway.controls import TenantControls
 from fairgate.gateway.dispatcher import Dispatcher
 from fairgate.gateway.engine_watch import EngineWatch
 from fairgate.gateway.metrics import GatewayMetrics
+from fairgate.gateway.periodic import Periodic
 from fairgate.gateway.recorder import Recorder
 from fairgate.gateway.replica_set import MetricsListener, ModelRuntime, ReplicaSet
+from fairgate.gateway.shared_keys import SYNC_S, open_shared_keys
 from fairgate.gateway.telemetry import Telemetry
 from fairgate.metering.reasoning import Markers
 from fairgate.metering.tokens import load_tokenizer
@@ -55,13 +58,15 @@ def scheduler_config(config: Config) -> SchedulerConfig:
     return config.scheduler.to_scheduler_config()
 
 
-def load_tenants(config: Config) -> tuple[TenantKeys, dict[str, Tenant]]:
+def load_tenants(
+    config: Config, shared: Iterable[StoredKey] = ()
+) -> tuple[TenantKeys, dict[str, Tenant]]:
     ring = TenantKeys()
     tenants = {t.name: Tenant(t.name, t.weight) for t in config.tenants}
     for tenant in config.tenants:
         for key in tenant.api_keys:
             ring.add(digest(key), tenant.name)
-    for stored in KeyStore(config.data_dir).load():
+    for stored in [*KeyStore(config.data_dir).load(), *shared]:
         tenants.setdefault(stored.tenant, Tenant(stored.tenant, stored.weight or 1.0))
         ring.add(stored.sha256, stored.tenant)
     return ring, tenants
@@ -89,6 +94,12 @@ class Runtime:
         )
         self.recorder = recorder or Recorder.open(config, self.metrics)
         self.controls = TenantControls.for_config(config, self.recorder.prices)
+        self.shared_keys = open_shared_keys(config.ledger.url)
+        self._shared: list[StoredKey] = []
+        self.keys_version = 0  # bumped by admin key changes: a sync read before is stale
+        self._key_sync = Periodic(
+            self._sync_keys, lambda: SYNC_S, name="fairgate-key-sync", log=log
+        )
         self.replicas = ReplicaSet()
         self.replicas.subscribe(RoutingListener(self.dispatcher))
         self.replicas.subscribe(MetricsListener(self.metrics.replica_healthy))
@@ -126,6 +137,8 @@ class Runtime:
         self._health_task = asyncio.create_task(self._health_loop(), name="fairgate-health")
         self.telemetry.start()
         self.engine_watch.start()
+        if self.shared_keys is not None:
+            self._key_sync.start()
         if self.fleet is not None:
             self.fleet.start()
         self._watch_sighup()
@@ -140,6 +153,9 @@ class Runtime:
                 await self._health_task
         await self.telemetry.stop()
         await self.engine_watch.stop()
+        await self._key_sync.stop()
+        if self.shared_keys is not None:
+            self.shared_keys.close()
         if self.fleet is not None:
             await self.fleet.stop()
         for model in self.models.values():
@@ -238,12 +254,28 @@ class Runtime:
 
     def _apply_tenants(self) -> None:
         """A reload's tenants, keys, weights, limits and guards take effect at once."""
-        self.keyring, tenants = load_tenants(self.config)
+        self.keyring, tenants = load_tenants(self.config, self._shared)
         self.tenants.clear()  # in place: the metrics follow this dict
         self.tenants.update(tenants)
         for tenant in tenants.values():
             self.scheduler.set_tenant(tenant.name, tenant.weight)
         self.controls.update(self.config)
+
+    async def _sync_keys(self) -> None:
+        assert self.shared_keys is not None
+        version = self.keys_version
+        keys = await asyncio.to_thread(self.shared_keys.active)
+        if version == self.keys_version and keys != self._shared:
+            self.set_shared_keys(keys)
+
+    def shared_key_list(self) -> list[StoredKey]:
+        return list(self._shared)
+
+    def set_shared_keys(self, keys: list[StoredKey]) -> None:
+        """The shared store's live keys (gateways on one PostgreSQL) become the keyring's."""
+        self.keys_version += 1
+        self._shared = keys
+        self._apply_tenants()
 
     async def _discover(self, model: ModelRuntime) -> None:
         """Ask an OpenAI-compatible upstream for its model id and context length."""

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections import Counter
 from collections.abc import Iterator
 from decimal import Decimal
@@ -17,6 +18,7 @@ import psycopg
 import pytest
 
 from fairgate.gateway.limit_store import LEASE_S, WINDOW_S, Ask, PostgresLimitStore
+from fairgate.gateway.shared_keys import SYNC_S
 from fairgate.metering.tokens import WordTokenizer
 from tests.faults.process import GatewayProcess, free_port, write_config
 from tests.metering.conftest import postgres_server, postgres_url  # noqa: F401 (fixtures)
@@ -167,3 +169,35 @@ def test_the_postgres_store_renews_leases(postgres_url: str) -> None:  # noqa: F
     assert store.reserve("t", "next", [lease], T0 + LEASE_S + 1) is not None  # still held
     assert store.reserve("t", "next", [lease], T0 + 2 * LEASE_S) is None  # then it ends
     store.close()
+
+
+def _status_within(url: str, key: str, want: int, seconds: float = 5.0) -> float:
+    """Seconds until ``key`` gets ``want`` on the gateway at ``url``."""
+    start = time.monotonic()
+    body = {"model": "sim", "messages": MESSAGES}
+    while True:
+        response = httpx.post(
+            url + "/v1/chat/completions",
+            json=body,
+            headers={"Authorization": f"Bearer {key}"},
+            timeout=30,
+        )
+        waited = time.monotonic() - start
+        if response.status_code == want:
+            return waited
+        assert waited < seconds, f"{url}: {response.status_code}, not {want}, after {waited:.1f} s"
+        time.sleep(0.1)
+
+
+def test_admin_keys_are_shared_by_the_gateways(gateways: list[GatewayProcess]) -> None:
+    a, b = gateways
+    admin = {"Authorization": "Bearer admin-secret"}
+    created = httpx.post(a.url + "/admin/keys", json={"tenant": "erin"}, headers=admin)
+    assert created.status_code == 200
+    key, id_ = created.json()["key"], created.json()["id"]
+    assert _status_within(a.url, key, 200, 0.5) < 0.5  # at once where it was made
+    assert _status_within(b.url, key, 200) <= 2 * SYNC_S  # the other, at its next read
+    revoked = httpx.delete(f"{b.url}/admin/keys/{id_}", headers=admin)
+    assert revoked.status_code == 200 and revoked.json()["tenant"] == "erin"
+    assert _status_within(b.url, key, 401, 0.5) < 0.5
+    assert _status_within(a.url, key, 401) <= 2 * SYNC_S
