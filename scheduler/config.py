@@ -25,8 +25,9 @@ Defaults and where they come from:
   of the tenant's typical jobs (their expected work with the prompt uncached, a moving
   average), when that is more than Q_w / ``work_gap``. Q_w = 4096 is less than one question
   about a 5k-token document: every such job then went to another replica than the last and
-  missed (``python -m bench.fairness.sweep``, 8 replicas at 70% load: 46% hits, the median
-  client's p99 75 s against Preble's 7 s; with this floor 96% and 6.6 s). 0 turns it off.
+  missed (``python -m bench.fairness.sweep``, 8 replicas at 70% load: 45.7% hits, the
+  median client's p99 79.5 s against Preble's 6.9 s; with this floor 95.5% and 6.6 s). 0
+  turns it off.
 - ``balance_rel_threshold`` = 1.5, ``cache_threshold`` = 0.3: the defaults of SGLang's
   cache-aware router (sgl-model-gateway ``--balance-rel-threshold``, ``--cache-threshold``).
   ``balance_abs_threshold``: for the job-count routers (``lpm``/``cache_aware``) a job count,
