@@ -1,7 +1,7 @@
 """``fairgate audit``: challenge a gateway over a receipt's hidden tokens and verify its answer.
 
     fairgate audit --url http://HOST:PORT --audit-key KEY --receipt FILE_OR_JSON
-                   [--prompt FILE --answer FILE] [--samples K | --confidence P]
+                   [--prompt FILE --answer FILE] [--samples K | --confidence P] [--blocks B]
                    [--reveal embeddings|full] [--tokenizer PATH]
                    [--token-mismatch fail|report] [--json]
 
@@ -10,7 +10,8 @@ answer as text) it runs the whole audit of :mod:`metering.auditor`: sequential r
 challenges, the protocol checks, the semantic checks on the opened blocks' embeddings and the
 length flag, and prints a verdict with its evidence. Without them it runs one challenge and the
 protocol checks only (``--samples`` positions, default 8). ``--confidence P`` (default 0.99) sets
-the sample size from the bound in :func:`metering.auditor.samples_for`.
+the sample size from the bound in :func:`metering.auditor.samples_for`; ``--blocks B`` (default
+64) keeps opening past those positions until ``B`` blocks, or all, are open.
 
 The receipt is a file or inline JSON: the receipt object itself, or a whole completion response
 that carries one under ``receipt``. The key may come from ``$FAIRGATE_AUDIT_KEY`` instead of
@@ -52,7 +53,7 @@ from fairgate.metering.audit_check import (
     TokenPolicy,
     verify_audit,
 )
-from fairgate.metering.auditor import DEFAULT_CONFIDENCE, Checks, Verdict
+from fairgate.metering.auditor import DEFAULT_CONFIDENCE, DEFAULT_MAX_BLOCKS, Checks, Verdict
 from fairgate.metering.errors import SigningKeyError
 from fairgate.metering.record import Receipt
 from fairgate.metering.signing import PublicKey, parse_public_keys
@@ -224,6 +225,7 @@ def audit_request(
     *,
     samples: int | None = None,
     confidence: float = DEFAULT_CONFIDENCE,
+    max_blocks: int | None = DEFAULT_MAX_BLOCKS,
     reveal: str = REVEAL_EMBEDDINGS,
     retokenize: Retokenize | None = None,
     token_policy: TokenPolicy = TokenPolicy.EXACT,
@@ -253,6 +255,7 @@ def audit_request(
                     checks,
                     samples=samples,
                     confidence=confidence,
+                    max_blocks=max_blocks,
                     retokenize=retokenize,
                     token_policy=token_policy,
                     nonce=lambda: os.urandom(NONCE_BYTES),
@@ -277,8 +280,10 @@ def _public_keys(client: httpx.Client) -> list[PublicKey]:
 
 
 def default_checks() -> Checks:
-    """The shipped embedder, thresholds and length model; raises ``AuditClientError``."""
+    """The shipped embedder, thresholds, block classifier and length model; raises
+    ``AuditClientError``."""
     try:
+        from fairgate.metering import block_classifier
         from fairgate.metering.calibration import LENGTH, THRESHOLDS
         from fairgate.metering.embedding import EmbeddingUnavailable, load_embedder
     except ImportError as exc:
@@ -287,7 +292,22 @@ def default_checks() -> Checks:
         embedder = load_embedder()
     except EmbeddingUnavailable as exc:
         raise AuditClientError(str(exc)) from None
-    return Checks(embed=embedder.embed, thresholds=THRESHOLDS, length=LENGTH)
+    return Checks(
+        embed=embedder.embed,
+        thresholds=THRESHOLDS,
+        length=LENGTH,
+        classifier=block_classifier.load(),
+    )
+
+
+def _blocks(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if not 0 <= value <= MAX_SAMPLES:
+        raise argparse.ArgumentTypeError(f"must be 0..{MAX_SAMPLES}")
+    return value
 
 
 def _confidence(text: str) -> float:
@@ -347,6 +367,13 @@ def register(subparsers: Any) -> None:
         type=_confidence,
         default=DEFAULT_CONFIDENCE,
         help="chance to sample a padded position at 10%% inflation (default 0.99: 49 samples)",
+    )
+    parser.add_argument(
+        "--blocks",
+        type=_blocks,
+        default=DEFAULT_MAX_BLOCKS,
+        help="with --prompt/--answer: past the positions, keep opening until this many blocks "
+        f"(or all) are open (default {DEFAULT_MAX_BLOCKS}; 0: positions only)",
     )
     parser.add_argument(
         "--reveal",
@@ -418,6 +445,7 @@ def _full_audit(args: argparse.Namespace) -> int:
             answer,
             samples=args.samples,
             confidence=args.confidence,
+            max_blocks=args.blocks or None,
             reveal=args.reveal,
             retokenize=retokenize,
             token_policy=TokenPolicy(args.token_mismatch),

@@ -49,6 +49,7 @@ class Reason(StrEnum):
     DUPLICATE = "duplicate"  # two blocks of one request (near) repeat each other
     SPLICED = "spliced"  # a block (near) repeats a block of another request
     INCOHERENT = "incoherent"  # adjacent blocks do not continue each other
+    FILLER = "filler"  # the learned block classifier scores a block as padding
     LENGTH_OUTLIER = "length_outlier"  # the billed count is far above what prompt+answer predict
     EMBEDDING_MISMATCH = "embedding_mismatch"  # a full opening's text embeds elsewhere
 

@@ -11,7 +11,10 @@ is recognised is the semantic checks' part, measured in ``bench/audit``.
 
 **Sequential.** Positions are opened in rounds of ``step`` (each round a fresh nonce, the last
 position always included), and the audit stops as soon as a round fails, or once every block of
-the request is open (more samples would show nothing new), or at ``k``.
+the request is open (more samples would show nothing new), or at ``k``. With ``max_blocks`` the
+budget is opened blocks rather than positions: past ``k``, rounds go on (each asking for at most
+as many positions as blocks may still be opened, so never more than ``max_blocks`` are) until
+that many blocks, or all of them, are open, or after ``MAX_ROUNDS`` rounds.
 
 Pure apart from the ``send`` and ``embed`` callables it is given; nonces come from
 ``os.urandom``.
@@ -40,6 +43,7 @@ from fairgate.metering.audit_check import (
     VerifiedBlock,
     verify_audit,
 )
+from fairgate.metering.block_classifier import BlockClassifier
 from fairgate.metering.embedding import dequantize_vectors
 from fairgate.metering.estimator import LengthModel, LengthRange
 from fairgate.metering.record import Receipt
@@ -50,6 +54,8 @@ Embed = Callable[[Sequence[str]], npt.NDArray[np.float32]]
 DEFAULT_CONFIDENCE = 0.99
 DEFAULT_MIN_INFLATION = 0.10
 STEP = 8
+MAX_ROUNDS = 24
+DEFAULT_MAX_BLOCKS = 64  # the acceptance's budget of opened blocks
 
 
 def samples_for(confidence: float, min_inflation: float = DEFAULT_MIN_INFLATION) -> int:
@@ -65,6 +71,18 @@ def samples_for(confidence: float, min_inflation: float = DEFAULT_MIN_INFLATION)
 def detection_bound(samples: int, inflation: float) -> float:
     share = inflation / (1 + inflation)
     return 1 - (1 - share) ** samples
+
+
+def next_round(
+    samples: int, max_blocks: int | None, opened: int, asked: int, step: int = STEP
+) -> int:
+    """Positions the next round asks for (0: stop). Within ``samples``, rounds of ``step``;
+    past it, as many as blocks may still be opened under ``max_blocks``."""
+    if asked < samples:
+        return min(step, samples - asked)
+    if max_blocks is None:
+        return 0
+    return min(MAX_SAMPLES, max(0, max_blocks - opened))
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,6 +144,8 @@ class Checks:
     thresholds: semantic.Thresholds
     length: LengthModel | None = None
     splices: semantic.SpliceIndex | None = None
+    classifier: BlockClassifier | None = None
+    cutoffs: bool = True  # the fixed per-statistic cut-offs too (semantic.findings)
 
 
 def block_vectors(blocks: Iterable[VerifiedBlock], embed: Embed) -> tuple[list[int], Any]:
@@ -146,12 +166,16 @@ def judge(
     block_size: int,
     context: Any,
     checks: Checks,
+    total: int = 0,
 ) -> tuple[semantic.Statistics, list[Finding]]:
     """The semantic statistics and findings of a request's opened blocks (``context``: the
-    prompt's and the answer's unit vectors)."""
+    prompt's and the answer's unit vectors; ``total``: the request's block count)."""
     indices = [s // block_size for s in starts]
     stats = semantic.statistics(indices, vectors, context[0], context[1], checks.thresholds)
-    found = semantic.findings(stats, checks.thresholds, block_size)
+    found = semantic.findings(stats, checks.thresholds, block_size) if checks.cutoffs else []
+    if checks.classifier is not None:
+        total = max(total, indices[-1] + 1 if indices else 0)
+        found += checks.classifier.judge(indices, total, vectors, context[0], context[1])[2]
     if checks.splices is not None:
         found += checks.splices.check(request_id, indices, vectors)
     return stats, found
@@ -168,6 +192,7 @@ def audit(
     samples: int | None = None,
     confidence: float = DEFAULT_CONFIDENCE,
     step: int = STEP,
+    max_blocks: int | None = None,
     retokenize: Retokenize | None = None,
     token_policy: TokenPolicy = TokenPolicy.EXACT,
     nonce: Callable[[], bytes] = lambda: os.urandom(32),
@@ -180,9 +205,12 @@ def audit(
     blocks: dict[int, VerifiedBlock] = {}
     found: list[Finding] = []
     stats: semantic.Statistics | None = None
-    asked = 0
-    while asked < target:
-        take = min(step, target - asked)
+    asked = rounds = 0
+    while rounds < MAX_ROUNDS:
+        take = next_round(target, max_blocks, len(blocks), asked, step)
+        if take <= 0:
+            break
+        rounds += 1
         challenge = Challenge(receipt.request_id, nonce(), take, reveal)
         report = verify_audit(
             receipt,
@@ -201,13 +229,14 @@ def audit(
             blocks.setdefault(b.start, b)
         block_size = report.block_size or 1
         starts, vectors = block_vectors((blocks[s] for s in sorted(blocks)), checks.embed)
+        total = math.ceil(receipt.leaves / block_size)
         stats, semantic_found = judge(
-            receipt.request_id, starts, vectors, block_size, context, checks
+            receipt.request_id, starts, vectors, block_size, context, checks, total
         )
         if semantic_found:
             found += semantic_found
             break
-        if len(blocks) >= math.ceil(receipt.leaves / block_size):
+        if len(blocks) >= total:
             break  # every block is open: more samples show nothing new
     if checks.splices is not None and blocks and not found:
         starts, vectors = block_vectors((blocks[s] for s in sorted(blocks)), checks.embed)

@@ -33,6 +33,7 @@ def test_the_wheel_holds_exactly_one_top_level_package(tmp_path: Path) -> None:
     for package in ("gateway", "scheduler", "replicas", "metering"):
         assert f"fairgate/{package}/__init__.py" in names
     assert not any(n.startswith(("fairgate/bench", "fairgate/tests")) for n in names)
+    assert "fairgate/metering/block_classifier.json" in names  # the auditor's shipped weights
 
 
 def test_the_version_has_one_source() -> None:

@@ -13,25 +13,33 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import math
 import random
 import statistics
 import subprocess
 import sys
 import time
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from bench.audit.attacks import ATTACKS, INFLATIONS, Provider
 from bench.audit.embed_cache import EmbeddingCache
-from bench.audit.simulate import calibrate, sequential, unlimited
+from bench.audit.simulate import Outcome, calibrate, cutoffs, learned, sequential, unlimited
 from bench.audit.traces import Trace, load_traces, split, tokenizer
-from fairgate.metering import estimator, semantic
+from bench.audit.train import Attacked, Honest, attacked_cases, context, train, write
+from fairgate.metering import block_classifier, estimator, semantic
 from fairgate.metering.auditor import detection_bound
+from fairgate.metering.block_classifier import BlockClassifier
 
 REPO = Path(__file__).resolve().parents[2]
 BLOCK_SIZE = 16
 SAMPLES = (8, 16, 32, 48, 64)
+Schedule = tuple[int, int | None]  # positions, and the opened-block budget past them
+SCHEDULES: tuple[Schedule, ...] = (*((k, None) for k in SAMPLES), (64, 64))
+CUTOFF_SCHEDULES: tuple[Schedule, ...] = ((64, None), (64, 64))
+JUDGES = ("learned", "cutoffs")
 ALPHA = 0.0015  # per statistic; six flags (five semantic, one length) stay under 1%
 BASE = semantic.Thresholds(
     block_floor=0.16,
@@ -88,16 +96,64 @@ def seed_of(*parts: object) -> bytes:
     return hashlib.sha256(json.dumps([str(p) for p in parts]).encode()).digest()
 
 
-def audit_case(
-    case: Case, cache: EmbeddingCache, th: semantic.Thresholds, k: int, tag: str
-) -> tuple[bool, int, list[semantic.Statistics]]:
+@dataclass
+class Prepared:
+    cal: list[Trace]
+    test: list[Trace]
+    cache: EmbeddingCache
+    cases: dict[tuple[str, float], list[Case]]  # attacked test traces
+    cal_honest: Honest
+    cal_attacked: Attacked
+    block_size: int = BLOCK_SIZE
+    schedules: list[Schedule] = field(default_factory=lambda: list(SCHEDULES))
+
+
+def prepare(problems: int = 150, seed: int = 7) -> Prepared:
+    """Traces, both halves' attacks (each half its own donors and random pool), embeddings."""
+    traces = pick(load_traces(settings=("0-Shot",)), problems, seed)
+    cal, test = split(traces)
+    cache = EmbeddingCache()
+    texts = [x for t in traces for x in (t.prompt, t.answer, *t.block_texts(BLOCK_SIZE))]
+    cache.ensure(texts)
+    provider = PooledProvider(test, random_pool(4000, seed), seed)
+    cases: dict[tuple[str, float], list[Case]] = {}
+    for attack in ATTACKS:
+        for f in INFLATIONS:
+            cases[(attack, f)] = []
+            for t in test:
+                inflated = provider.inflate(attack, t, f)
+                cases[(attack, f)].append(Case(t, inflated.blocks, inflated.billed_extra))
+    cache.ensure(b for cs in cases.values() for c in cs for b in c.blocks)
+    cal_provider = PooledProvider(cal, random_pool(4000, seed + 4), seed + 4)
+    cache.ensure(cal_provider.pool)
+    honest = [(t, cache.vectors(t.block_texts(BLOCK_SIZE)), context(t, cache)) for t in cal]
+    attacked = attacked_cases(cal, cal_provider, cache, BLOCK_SIZE)
+    print(
+        f"{len(cal)} calibration and {len(test)} test traces; embedded {cache.embedded} new "
+        f"blocks in {cache.seconds:.1f} s CPU",
+        flush=True,
+    )
+    return Prepared(cal, test, cache, cases, honest, attacked)
+
+
+def run_case(
+    case: Case,
+    cache: EmbeddingCache,
+    judge: str,
+    plan: Schedule,
+    tag: str,
+    th: semantic.Thresholds,
+    model: BlockClassifier,
+) -> Outcome:
     t = case.trace
     vectors = cache.vectors(case.blocks)
-    context = cache.vectors([t.prompt, t.answer])
-    out = sequential(
-        f"{t.problem}/{t.model}", vectors, context, BLOCK_SIZE, k, th, seed_of(tag, t.model, k)
-    )
-    return out.flagged, out.opened, list(out.looks)
+    ctx = cache.vectors([t.prompt, t.answer])
+    look = cutoffs(ctx, BLOCK_SIZE, th) if judge == "cutoffs" else learned(ctx, len(vectors), model)
+    samples, max_blocks = plan
+    return sequential(
+        f"{t.problem}/{t.model}", vectors, BLOCK_SIZE, samples, look,
+        seed_of(tag, t.model, samples, *([max_blocks] if max_blocks else [])), max_blocks,
+    )  # fmt: skip
 
 
 def hidden_tokens(case: Case) -> int:
@@ -107,48 +163,45 @@ def hidden_tokens(case: Case) -> int:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.audit")
     parser.add_argument("--problems", type=int, default=150)
-    parser.add_argument("--calibrate", action="store_true")
+    parser.add_argument(
+        "--calibrate", action="store_true",
+        help="write the cut-offs and length model fit on the calibration half to "
+        "metering/calibration.py",
+    )  # fmt: skip
+    parser.add_argument(
+        "--train", action="store_true",
+        help="refit the block classifier on the calibration half and write "
+        "metering/block_classifier.json (else the shipped one is evaluated)",
+    )  # fmt: skip
     parser.add_argument("--out", type=Path, default=None, help="append the tables to this file")
     parser.add_argument("--seed", type=int, default=7)
     args = parser.parse_args(argv)
     clock = time.perf_counter()
+    prep = prepare(args.problems, args.seed)
+    cache = prep.cache
 
-    traces = pick(load_traces(settings=("0-Shot",)), args.problems, args.seed)
-    cal, test = split(traces)
-    pool = random_pool(4000, args.seed)
-    cache = EmbeddingCache()
-    provider = PooledProvider(test, pool, args.seed)
-    cases: dict[tuple[str, float], list[Case]] = {}
-    for attack in ATTACKS:
-        for f in INFLATIONS:
-            cases[(attack, f)] = []
-            for t in test:
-                inflated = provider.inflate(attack, t, f)
-                cases[(attack, f)].append(Case(t, inflated.blocks, inflated.billed_extra))
-    texts = [x for t in traces for x in (t.prompt, t.answer, *t.block_texts(BLOCK_SIZE))]
-    texts += [b for cs in cases.values() for c in cs for b in c.blocks]
-    cache.ensure(texts)
-    print(
-        f"{len(cal)} calibration and {len(test)} test traces; embedded {cache.embedded} new "
-        f"blocks in {cache.seconds:.1f} s CPU",
-        flush=True,
-    )
-
-    # Calibration: honest looks at every sample size, with no limit in force.
+    # Calibration of the cut-offs: honest looks under every schedule, with no limit in force.
     looks: list[semantic.Statistics] = []
-    for t in cal:
+    for t in prep.cal:
         case = Case(t, t.block_texts(BLOCK_SIZE))
-        for k in SAMPLES:
-            looks += audit_case(case, cache, unlimited(BASE), k, "cal")[2]
+        for plan in SCHEDULES:
+            looks += run_case(case, cache, "cutoffs", plan, "cal", unlimited(BASE), None).looks
     thresholds = calibrate(BASE, looks, ALPHA)
     length = estimator.fit(
-        [(t.prompt, t.answer, len(t.block_texts(BLOCK_SIZE)) * BLOCK_SIZE) for t in cal], ALPHA
+        [(t.prompt, t.answer, len(t.block_texts(BLOCK_SIZE)) * BLOCK_SIZE) for t in prep.cal],
+        ALPHA,
     )
     if args.calibrate:
-        write_calibration(thresholds, length, len(cal))
+        write_calibration(thresholds, length, len(prep.cal))
+    if args.train:
+        model = train(prep.cal_honest, prep.cal_attacked, BLOCK_SIZE, prep.schedules)
+        print(f"wrote {write(model)}", flush=True)
+    else:
+        model = block_classifier.load()
 
-    rows = evaluate(cases, test, cache, thresholds, length)
-    report = render(rows, len(cal), len(test), thresholds, time.perf_counter() - clock)
+    rows = evaluate(prep, thresholds, length, model)
+    report = render(rows, len(prep.cal), len(prep.test), thresholds, model,
+                    time.perf_counter() - clock)  # fmt: skip
     print(report)
     if args.out:
         replace_section(args.out, report)
@@ -156,70 +209,63 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def evaluate(
-    cases: dict[tuple[str, float], list[Case]],
-    test: list[Trace],
-    cache: EmbeddingCache,
-    th: semantic.Thresholds,
-    length: estimator.LengthModel,
-) -> dict[str, object]:
-    honest = [Case(t, t.block_texts(BLOCK_SIZE)) for t in test]
-    fp: dict[int, float] = {}
-    fp_semantic: dict[int, float] = {}
-    opened_honest: dict[int, float] = {}
-    length_fp = sum(
-        length.check(hidden_tokens(c), c.trace.prompt, c.trace.answer) is not None for c in honest
-    ) / len(honest)
-    for k in SAMPLES:
-        outs = [audit_case(c, cache, th, k, "test") for c in honest]
-        fp_semantic[k] = sum(o[0] for o in outs) / len(outs)
-        flags = [
-            o[0] or length.check(hidden_tokens(c), c.trace.prompt, c.trace.answer) is not None
-            for o, c in zip(outs, honest, strict=True)
-        ]
-        fp[k] = sum(flags) / len(flags)
-        opened_honest[k] = statistics.mean(o[1] for o in outs)
-    detect: dict[tuple[str, float, int], float] = {}
-    detect_semantic: dict[tuple[str, float, int], float] = {}
-    opened: dict[tuple[str, float, int], float] = {}
-    length_only: dict[tuple[str, float], float] = {}
-    for (attack, f), cs in cases.items():
-        by_length = [
-            length.check(hidden_tokens(c), c.trace.prompt, c.trace.answer) is not None for c in cs
-        ]
-        length_only[(attack, f)] = sum(by_length) / len(cs)
-        for k in SAMPLES:
-            if attack == "overbill":
-                # The count check: billed reasoning tokens differ from the committed leaves.
-                flags = [c.billed_extra > 0 for c in cs]
-                detect[(attack, f, k)] = detect_semantic[(attack, f, k)] = sum(flags) / len(cs)
-                opened[(attack, f, k)] = 0
-                continue
-            outs = [audit_case(c, cache, th, k, f"{attack}{f}") for c in cs]
-            detect_semantic[(attack, f, k)] = sum(o[0] for o in outs) / len(cs)
-            detect[(attack, f, k)] = sum(
-                o[0] or b for o, b in zip(outs, by_length, strict=True)
-            ) / len(cs)
-            opened[(attack, f, k)] = statistics.mean(o[1] for o in outs)
-    return {
-        "fp": fp,
-        "fp_semantic": fp_semantic,
-        "length_fp": length_fp,
-        "opened_honest": opened_honest,
-        "detect": detect,
-        "detect_semantic": detect_semantic,
-        "opened": opened,
-        "length_only": length_only,
-        "blocks": statistics.mean(len(c.blocks) for c in honest),
-    }
+    prep: Prepared, th: semantic.Thresholds, length: estimator.LengthModel, model: BlockClassifier
+) -> dict[str, Any]:
+    """Per judge and schedule: false positives on honest test traces, detection per attack."""
+    honest = [Case(t, t.block_texts(BLOCK_SIZE)) for t in prep.test]
+
+    def by_length(c: Case) -> bool:
+        return length.check(hidden_tokens(c), c.trace.prompt, c.trace.answer) is not None
+
+    out: dict[str, Any] = {"flag": {}, "opened": {}, "length_only": {}}
+    out["length_fp"] = sum(map(by_length, honest)) / len(honest)
+    out["blocks"] = statistics.mean(len(c.blocks) for c in honest)
+    groups: list[tuple[str, float, list[Case]]] = [("honest", 0.0, honest)]
+    groups += [(a, f, cs) for (a, f), cs in prep.cases.items()]
+    for attack, f, cs in groups:
+        lengths = [by_length(c) for c in cs]
+        per: dict[tuple[str, Schedule], list[bool]] = {}
+        out["length_only"][(attack, f)] = sum(lengths) / len(cs)
+        for judge in JUDGES:
+            for plan in prep.schedules if judge == "learned" else CUTOFF_SCHEDULES:
+                if attack == "overbill":  # the count check: billed tokens differ from leaves
+                    flags, opened = [c.billed_extra > 0 for c in cs], [0] * len(cs)
+                else:
+                    outs = [run_case(c, prep.cache, judge, plan, f"{attack}{f}", th, model)
+                            for c in cs]  # fmt: skip
+                    flags, opened = [o.flagged for o in outs], [o.opened for o in outs]
+                per[(judge, plan)] = flags
+                tally(out, (attack, f, judge, plan), flags, lengths)
+                out["opened"][(attack, f, judge, plan)] = statistics.mean(opened)
+        for plan in CUTOFF_SCHEDULES:
+            # Same seeds, same opened blocks each round: both judges together flag a request
+            # exactly when either does alone.
+            both = [a or b for a, b in zip(per[("learned", plan)], per[("cutoffs", plan)],
+                                           strict=True)]  # fmt: skip
+            tally(out, (attack, f, "both", plan), both, lengths)
+    return out
+
+
+def tally(
+    out: dict[str, Any], key: tuple[Any, ...], flags: list[bool], lengths: list[bool]
+) -> None:
+    out["flag"][(*key, "semantic")] = sum(flags) / len(flags)
+    out["flag"][(*key, "all")] = sum(a or b for a, b in zip(flags, lengths, strict=True)) / len(
+        flags
+    )
+
+
+def label(plan: Schedule) -> str:
+    samples, max_blocks = plan
+    return f"k={samples}" if max_blocks is None else f"<={max_blocks} blocks"
 
 
 def render(
-    rows: dict[str, object], n_cal: int, n_test: int, th: semantic.Thresholds, seconds: float
-) -> str:
-    fp = rows["fp"]
-    detect = rows["detect"]
-    opened = rows["opened"]
-    assert isinstance(fp, dict) and isinstance(detect, dict) and isinstance(opened, dict)
+    rows: dict[str, Any], n_cal: int, n_test: int, th: semantic.Thresholds,
+    model: BlockClassifier, seconds: float,
+) -> str:  # fmt: skip
+    flag, opened = rows["flag"], rows["opened"]
+    learned_cols = list(SCHEDULES)
     lines = [
         "## Audit",
         "",
@@ -228,40 +274,60 @@ def render(
         f"calibration, {n_test} for test (disjoint problems); mean "
         f"{rows['blocks']:.1f} blocks of {BLOCK_SIZE} tokens per honest trace. Detection = share "
         "of inflated test requests flagged (semantic checks or the length flag); sequential "
-        "rounds of 8 positions, early stop on a finding or when every block is open.",
+        "rounds of 8 positions, early stop on a finding or when every block is open. "
+        "`k=K`: K positions; `<=64 blocks`: K=64 positions, then rounds go on until 64 blocks "
+        "(or all) are open. **learned**: the block classifier and lone copies "
+        "(`metering/block_classifier.py`, shipped weights); **cut-offs**: the previous fixed "
+        "per-statistic limits (`metering/semantic.py`); **both**: either flags, what "
+        "`fairgate audit` runs by default (`--blocks 64`).",
         "",
         "| attack | inflation | "
-        + " | ".join(f"k={k}" for k in SAMPLES)
-        + " | blocks opened at k=64 "
-        "| length flag alone | bound 1-(1-f/(1+f))^64 |",
-        "|---|---|" + "---|" * len(SAMPLES) + "---|---|---|",
+        + " | ".join(f"learned {label(p)}" for p in learned_cols)
+        + " | **both <=64 blocks** | blocks opened (<=64 blocks) | cut-offs k=64 "
+        "| cut-offs <=64 blocks | length flag alone | bound 1-(1-f/(1+f))^64 |",
+        "|---|---|" + "---|" * len(learned_cols) + "---|---|---|---|---|---|",
     ]
-    length_only = rows["length_only"]
-    assert isinstance(length_only, dict)
+    wide = (64, 64)
     for attack in ATTACKS:
         for f in INFLATIONS:
-            cells = " | ".join(f"{detect[(attack, f, k)]:.1%}" for k in SAMPLES)
-            lines.append(
-                f"| {attack} | {f:.0%} | {cells} | {opened[(attack, f, 64)]:.1f} | "
-                f"{length_only[(attack, f)]:.1%} | {detection_bound(64, f):.3f} |"
+            cells = " | ".join(
+                f"{flag[(attack, f, 'learned', p, 'all')]:.1%}" for p in learned_cols
             )
-    fp_semantic = rows["fp_semantic"]
-    opened_honest = rows["opened_honest"]
-    assert isinstance(fp_semantic, dict) and isinstance(opened_honest, dict)
+            cut = " | ".join(
+                f"{flag[(attack, f, 'cutoffs', p, 'all')]:.1%}" for p in CUTOFF_SCHEDULES
+            )
+            lines.append(
+                f"| {attack} | {f:.0%} | {cells} | "
+                f"**{flag[(attack, f, 'both', wide, 'all')]:.1%}** | "
+                f"{opened[(attack, f, 'learned', wide)]:.1f} | {cut} | "
+                f"{rows['length_only'][(attack, f)]:.1%} | {detection_bound(64, f):.3f} |"
+            )
     lines += [
         "",
-        "| honest test requests | " + " | ".join(f"k={k}" for k in SAMPLES) + " |",
-        "|---|" + "---|" * len(SAMPLES),
-        "| false positives, all flags | " + " | ".join(f"{fp[k]:.2%}" for k in SAMPLES) + " |",
-        "| false positives, semantic only | "
-        + " | ".join(f"{fp_semantic[k]:.2%}" for k in SAMPLES)
+        "| honest test requests | "
+        + " | ".join(label(p) for p in learned_cols)
+        + " | cut-offs k=64 | cut-offs <=64 blocks | both k=64 | **both <=64 blocks** |",
+        "|---|" + "---|" * (len(learned_cols) + 4),
+    ]
+    for what, name in (("all", "all flags"), ("semantic", "semantic only")):
+        cells = [flag[("honest", 0.0, "learned", p, what)] for p in learned_cols]
+        cells += [flag[("honest", 0.0, "cutoffs", p, what)] for p in CUTOFF_SCHEDULES]
+        cells += [flag[("honest", 0.0, "both", p, what)] for p in CUTOFF_SCHEDULES]
+        lines.append(f"| false positives, {name} | " + " | ".join(f"{c:.2%}" for c in cells) + " |")
+    cells = [opened[("honest", 0.0, "learned", p)] for p in learned_cols]
+    cells += [opened[("honest", 0.0, "cutoffs", p)] for p in CUTOFF_SCHEDULES]
+    cells += [math.nan, math.nan]
+    lines += [
+        "| blocks opened | "
+        + " | ".join("" if math.isnan(c) else f"{c:.1f}" for c in cells)
         + " |",
-        "| blocks opened | " + " | ".join(f"{opened_honest[k]:.1f}" for k in SAMPLES) + " |",
         "",
         f"Length flag alone on honest test requests: {rows['length_fp']:.2%} false positives. "
-        f"Thresholds: block floor {th.block_floor}, duplicate cosine {th.dup_cosine}, "
-        f"near-duplicate cosine {th.near_cosine}, adjacent floor {th.adjacent_floor}; per-count "
-        f"limits at the {1 - ALPHA:.1%} honest quantile (metering/calibration.py).",
+        f"Learned: threshold {model.threshold:.2f} on the top block log-odds, copies limit "
+        f"{model.copies_limit} ({model.trained_on}). Cut-offs: block floor {th.block_floor}, "
+        f"duplicate cosine {th.dup_cosine}, near-duplicate cosine {th.near_cosine}, adjacent "
+        f"floor {th.adjacent_floor}; per-count limits at the {1 - ALPHA:.1%} honest quantile "
+        "(metering/calibration.py).",
     ]
     return "\n".join(lines) + "\n"
 

@@ -10,13 +10,16 @@ from __future__ import annotations
 
 import hashlib
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
 from fairgate.metering import semantic
 from fairgate.metering.audit import sample_positions
-from fairgate.metering.auditor import STEP
+from fairgate.metering.auditor import MAX_ROUNDS, next_round
+from fairgate.metering.block_classifier import BlockClassifier
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,36 +28,67 @@ class Outcome:
     opened: int
     rounds: int
     looks: tuple[semantic.Statistics, ...]
+    top: float = float("-inf")  # the classifier's highest block score over all looks
+    copies: int = 0  # the most lone copies any look saw
+
+
+Judge = Callable[[list[int], np.ndarray], tuple[bool, float, int, "semantic.Statistics | None"]]
+
+
+def cutoffs(context: np.ndarray, block_size: int, thresholds: semantic.Thresholds) -> Judge:
+    """The fixed per-statistic cut-offs of :mod:`metering.semantic` (the previous audit)."""
+
+    def look(index: list[int], vectors: np.ndarray) -> tuple[bool, float, int, Any]:
+        stats = semantic.statistics(index, vectors, context[0], context[1], thresholds)
+        return bool(semantic.findings(stats, thresholds, block_size)), 0.0, 0, stats
+
+    return look
+
+
+def learned(context: np.ndarray, total: int, model: BlockClassifier) -> Judge:
+    """The learned block classifier and the lone-copies count."""
+
+    def look(index: list[int], vectors: np.ndarray) -> tuple[bool, float, int, Any]:
+        top, lone, found = model.judge(index, total, vectors, context[0], context[1])
+        return bool(found), top, lone, None
+
+    return look
 
 
 def sequential(
     request_id: str,
     vectors: np.ndarray,
-    context: np.ndarray,
     block_size: int,
     samples: int,
-    thresholds: semantic.Thresholds,
+    judge: Judge,
     seed: bytes,
+    max_blocks: int | None = None,
+    max_rounds: int = MAX_ROUNDS,
 ) -> Outcome:
     blocks = len(vectors)
     leaves = blocks * block_size
     opened: set[int] = set()
     looks: list[semantic.Statistics] = []
-    asked = rounds = 0
-    while asked < samples:
-        take = min(STEP, samples - asked)
+    asked = rounds = copies = 0
+    top = float("-inf")
+    while rounds < max_rounds:
+        take = next_round(samples, max_blocks, len(opened), asked)
+        if take <= 0:
+            break
         nonce = hashlib.sha256(seed + rounds.to_bytes(4, "big")).digest()
         opened.update(p // block_size for p in sample_positions(nonce, request_id, leaves, take))
         asked += take
         rounds += 1
         index = sorted(opened)
-        stats = semantic.statistics(index, vectors[index], context[0], context[1], thresholds)
-        looks.append(stats)
-        if semantic.findings(stats, thresholds, block_size):
-            return Outcome(True, len(opened), rounds, tuple(looks))
-        if len(opened) >= math.ceil(leaves / block_size):
+        flagged, score, lone, stats = judge(index, vectors[index])
+        top, copies = max(top, score), max(copies, lone)
+        if stats is not None:
+            looks.append(stats)
+        if flagged:
+            return Outcome(True, len(opened), rounds, tuple(looks), top, copies)
+        if len(opened) >= blocks:
             break
-    return Outcome(False, len(opened), rounds, tuple(looks))
+    return Outcome(False, len(opened), rounds, tuple(looks), top, copies)
 
 
 BUCKETS = (1, 4, 8, 12, 16, 24, 32, 48, 64, 128)

@@ -1,0 +1,168 @@
+"""Fit the learned block classifier on the calibration half only, and set its limits.
+
+    python -m bench.audit.train      # writes metering/block_classifier.json
+
+Training rows: every block of the honest calibration traces (label 0) and of synthetic attacks
+made from calibration traces only (random padding from a pool of its own seed, repeats, splices
+and adaptive filler with calibration donors; the added blocks label 1), each seen with a random
+share of its blocks open, as an audit sees it. The threshold: out-of-fold (four folds by
+problem), each honest calibration trace is audited by a model that never saw its problem, under
+the bench's sampling schedules, and the threshold is the ``1 - ALPHA`` quantile of their top
+block scores. The copies limit: the least count that at most ``ALPHA`` of the honest
+calibration traces reach. No test trace is read.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+from collections.abc import Iterable
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+
+from bench.audit.attacks import ATTACKS, INFLATIONS
+from bench.audit.embed_cache import EmbeddingCache
+from bench.audit.simulate import learned, sequential
+from bench.audit.traces import Trace
+from fairgate.metering import block_classifier
+from fairgate.metering.block_classifier import BlockClassifier, design
+
+REPO = Path(__file__).resolve().parents[2]
+ALPHA = 0.004  # per flag: filler and copies (with the length flag, under 1% together)
+ROWS = 150_000  # rows kept for the fit (a uniform subsample; Newton on 400 columns)
+FOLDS = 4
+ATTACK_WEIGHT = 0.3  # attacked traces outnumber honest ones 25 to 1
+
+
+def fold_of(problem: str) -> int:
+    return hashlib.sha256(problem.encode()).digest()[0] % FOLDS
+
+
+Honest = list[tuple[Trace, np.ndarray, np.ndarray]]  # trace, block vectors, prompt/answer
+Attacked = list[tuple[Trace, np.ndarray, np.ndarray, frozenset[int]]]
+
+
+def rows(
+    honest: Honest, attacked: Attacked, rng: random.Random
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    xs, ys, ws, folds = [], [], [], []
+    items = [(t, v, c, frozenset(), 1.0) for t, v, c in honest]
+    items += [(t, v, c, p, ATTACK_WEIGHT) for t, v, c, p in attacked]
+    for trace, vectors, context, padded, weight in items:
+        n = len(vectors)
+        shares = (1.0, rng.uniform(0.5, 0.9)) if not padded else (rng.uniform(0.5, 1.0),)
+        for share in shares:
+            index = sorted(rng.sample(range(n), max(1, round(n * share))))
+            xs.append(design(index, n, vectors[index], context[0], context[1]))
+            ys.append(np.array([i in padded for i in index], dtype=np.float64))
+            ws.append(np.full(len(index), weight))
+            folds.append(np.full(len(index), fold_of(trace.problem)))
+    return np.concatenate(xs), np.concatenate(ys), np.concatenate(ws), np.concatenate(folds)
+
+
+def attacked_cases(
+    cal: list[Trace], provider: object, cache: EmbeddingCache, block_size: int
+) -> Attacked:
+    out: Attacked = []
+    for attack in ATTACKS:
+        if attack == "overbill":
+            continue  # the count check catches it; no block is added
+        for f in INFLATIONS:
+            for t in cal:
+                inflated = provider.inflate(attack, t, f)  # type: ignore[attr-defined]
+                cache.ensure(inflated.blocks)
+                out.append((t, cache.vectors(inflated.blocks), context(t, cache), inflated.padded))
+    return out
+
+
+def context(t: Trace, cache: EmbeddingCache) -> np.ndarray:
+    return cache.vectors([t.prompt, t.answer])
+
+
+def audited(
+    model: BlockClassifier,
+    traces: Iterable[tuple[Trace, np.ndarray, np.ndarray]],
+    block_size: int,
+    schedules: Iterable[tuple[int, int | None]],
+) -> tuple[list[float], list[int]]:
+    """Per honest trace, the top score and the most lone copies over every schedule."""
+    tops, copies = [], []
+    never = replace(model, threshold=float("inf"), copies_limit=10**9)
+    plan = list(schedules)
+    for t, vectors, ctx in traces:
+        top, lone = float("-inf"), 0
+        for samples, max_blocks in plan:
+            seed = hashlib.sha256(f"cal/{t.problem}/{t.model}/{samples}".encode()).digest()
+            out = sequential(
+                f"{t.problem}/{t.model}",
+                vectors,
+                block_size,
+                samples,
+                learned(ctx, len(vectors), never),
+                seed,
+                max_blocks,
+            )
+            top, lone = max(top, out.top), max(lone, out.copies)
+        tops.append(top)
+        copies.append(lone)
+    return tops, copies
+
+
+def train(
+    honest: Honest,
+    attacked: Attacked,
+    block_size: int,
+    schedules: list[tuple[int, int | None]],
+    seed: int = 1,
+) -> BlockClassifier:
+    x, y, w, folds = rows(honest, attacked, random.Random(seed))
+    keep = np.random.default_rng(seed).random(len(x)) < ROWS / len(x)
+    x, y, w, folds = x[keep], y[keep], w[keep], folds[keep]
+    tops: list[float] = []
+    copies: list[int] = []
+    for k in range(FOLDS):
+        model = block_classifier.fit(x[folds != k], y[folds != k], w[folds != k])
+        held = [h for h in honest if fold_of(h[0].problem) == k]
+        t, c = audited(model, held, block_size, schedules)
+        tops += t
+        copies += c
+        print(f"fold {k}: {len(held)} honest traces held out", flush=True)
+    threshold = float(np.quantile(tops, 1 - ALPHA, method="higher"))
+    limit = next(L for L in range(1, 10**6) if np.mean(np.asarray(copies) >= L) <= ALPHA)
+    final = block_classifier.fit(x, y, w)
+    return replace(
+        final,
+        threshold=threshold,
+        copies_limit=limit,
+        trained_on=(
+            f"{len(honest)} honest CHAMP 0-Shot calibration traces (champ-dataset 1.0.0) and "
+            f"{len(attacked)} synthetic attacks on them; {len(x)} block rows; blocks of "
+            f"{block_size}; limits at the {1 - ALPHA:.1%} out-of-fold honest quantile"
+        ),
+    )
+
+
+def write(model: BlockClassifier) -> Path:
+    path = REPO / "metering" / block_classifier.DATA
+    path.write_text(json.dumps(model.to_dict(), separators=(",", ":")) + "\n")
+    return path
+
+
+def main() -> int:
+    from bench.audit.run import prepare
+
+    prepared = prepare()
+    model = train(
+        prepared.cal_honest, prepared.cal_attacked, prepared.block_size, prepared.schedules
+    )
+    print(
+        f"wrote {write(model)}: threshold {model.threshold:.3f}, copies limit {model.copies_limit}"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,153 @@
+"""A learned per-block judge: is this opened block padding? And are blocks pasted copies?
+
+Two request-level flags over the opened blocks' :func:`metering.block_features.features`:
+
+* **filler**: a logistic regression on the block's features and its embedding gives each opened
+  block a score (the log-odds that it was added rather than generated for this request); the
+  request is flagged when its highest score exceeds ``threshold``. Weights and threshold ship
+  with the release (``block_classifier.json``, made by ``python -m bench.audit.train`` from
+  calibration traces and synthetic attacks on those traces only; the threshold is the honest
+  calibration requests' ``1 - alpha`` quantile of out-of-fold scores under the audit's own
+  sequential sampling, so the false-positive rate is set before any test trace is seen).
+* **copies**: opened blocks that have an identical twin (the same text embeds to the same
+  bytes), where neither the twins' neighbours continue each other nor the block sits among
+  near-identical neighbours. An honest model that loops repeats runs of blocks, or lists of
+  numbers whose neighbours look alike; a pasted copy stands alone. At least ``copies_limit``
+  of them is a finding (the limit: the same honest calibration quantile).
+
+Pure numpy apart from reading the shipped weights with :mod:`importlib.resources`.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from functools import cache
+from importlib import resources
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from fairgate.metering.audit_check import Finding, Reason
+from fairgate.metering.block_features import NAMES, features
+
+Array = npt.NDArray[Any]
+DATA = "block_classifier.json"
+LOOP_CONTEXT = 0.9  # twins whose neighbours match this well are an honest loop
+LIST_CONTEXT = 0.8  # a block this close to a neighbour sits in a list of look-alikes
+
+
+def design(
+    blocks: Sequence[int], total: int, vectors: Array, prompt: Array, answer: Array
+) -> Array:
+    """The classifier's inputs for the opened blocks: their features, then their embeddings."""
+    feats = features(blocks, total, vectors, prompt, answer)
+    return np.concatenate([feats, np.asarray(vectors, dtype=np.float32)], axis=1)
+
+
+def copies(feats: Array) -> int:
+    """Opened blocks with an identical twin that neither a loop nor a list explains."""
+    col = {name: i for i, name in enumerate(NAMES)}
+    neighbour = np.maximum(feats[:, col["prev"]], feats[:, col["next"]])
+    lone = (
+        (feats[:, col["identical"]] > 0)
+        & (feats[:, col["twin_context"]] < LOOP_CONTEXT)
+        & (neighbour < LIST_CONTEXT)
+    )
+    return int(lone.sum())
+
+
+@dataclass(frozen=True, slots=True)
+class BlockClassifier:
+    mean: Array
+    scale: Array
+    weights: Array
+    bias: float
+    threshold: float
+    copies_limit: int
+    trained_on: str = ""
+
+    def scores(self, x: Array) -> Array:
+        """Per row of :func:`design`: the log-odds that the block is padding."""
+        return np.asarray(((x - self.mean) / self.scale) @ self.weights + self.bias)
+
+    def judge(
+        self, blocks: Sequence[int], total: int, vectors: Array, prompt: Array, answer: Array
+    ) -> tuple[float, int, list[Finding]]:
+        """The top block score, the lone copies, and the findings they make."""
+        if not len(blocks):
+            return float("-inf"), 0, []
+        x = design(blocks, total, vectors, prompt, answer)
+        s = self.scores(x)
+        top, lone = float(s.max()), copies(x[:, : len(NAMES)])
+        out: list[Finding] = []
+        if top > self.threshold:
+            worst = [blocks[i] for i in np.argsort(-s)[:3] if s[i] > self.threshold]
+            out.append(
+                Finding(
+                    Reason.FILLER,
+                    f"opened block(s) {', '.join(map(str, worst))} score as padding (top "
+                    f"{top:.2f}; honest requests: at most {self.threshold:.2f})",
+                )
+            )
+        if lone >= self.copies_limit:
+            out.append(
+                Finding(
+                    Reason.DUPLICATE,
+                    f"{lone} opened blocks are verbatim copies of another block, outside any "
+                    f"loop or list (honest requests: fewer than {self.copies_limit})",
+                )
+            )
+        return top, lone, out
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "features": [*NAMES, f"embedding[{len(self.mean) - len(NAMES)}]"],
+            "mean": [round(float(v), 6) for v in self.mean],
+            "scale": [round(float(v), 6) for v in self.scale],
+            "weights": [round(float(v), 6) for v in self.weights],
+            "bias": self.bias,
+            "threshold": self.threshold,
+            "copies_limit": self.copies_limit,
+            "trained_on": self.trained_on,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> BlockClassifier:
+        def vec(name: str) -> Array:
+            return np.asarray(data[name], dtype=np.float32)
+
+        return cls(
+            vec("mean"),
+            vec("scale"),
+            vec("weights"),
+            float(data["bias"]),
+            float(data["threshold"]),
+            int(data["copies_limit"]),
+            str(data.get("trained_on", "")),
+        )
+
+
+@cache
+def load() -> BlockClassifier:
+    """The classifier shipped with this release."""
+    text = resources.files("fairgate.metering").joinpath(DATA).read_text()
+    return BlockClassifier.from_dict(json.loads(text))
+
+
+def fit(x: Array, y: Array, w: Array, l2: float = 1.0, steps: int = 12) -> BlockClassifier:
+    """L2-regularised logistic regression by Newton's method on standardised columns
+    (``threshold`` and ``copies_limit`` are left for the caller to calibrate)."""
+    mean, scale = x.mean(axis=0), x.std(axis=0) + 1e-6
+    z = np.concatenate([(x - mean) / scale, np.ones((len(x), 1))], axis=1).astype(np.float64)
+    beta = np.zeros(z.shape[1])
+    ridge = l2 * np.eye(z.shape[1])
+    ridge[-1, -1] = 0.0
+    for _ in range(steps):
+        p = 1.0 / (1.0 + np.exp(-np.clip(z @ beta, -30, 30)))
+        grad = z.T @ (w * (p - y)) + ridge @ beta
+        hess = (z * (w * p * (1 - p))[:, None]).T @ z + ridge
+        beta -= np.linalg.solve(hess, grad)
+    return BlockClassifier(mean, scale, beta[:-1], float(beta[-1]), float("inf"), 10**9)

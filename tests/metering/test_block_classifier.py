@@ -1,0 +1,178 @@
+"""The learned block classifier: its features, the shipped weights, and each attack in a case."""
+
+from __future__ import annotations
+
+import random
+from dataclasses import replace
+from importlib import resources
+from typing import Any
+
+import numpy as np
+import pytest
+
+from fairgate.metering import block_classifier
+from fairgate.metering.audit import answer_challenge
+from fairgate.metering.audit_check import Reason
+from fairgate.metering.auditor import MAX_ROUNDS, Checks, audit, next_round
+from fairgate.metering.block_classifier import copies, design, fit
+from fairgate.metering.block_features import NAMES, features
+from fairgate.metering.calibration import LENGTH, THRESHOLDS
+from fairgate.metering.record import Receipt
+from tests.metering.test_audit_v2 import (
+    BLOCK,
+    KEY,
+    OTHER_DOMAIN,
+    committed,
+    embedder,
+    signed_record,
+)
+
+__all__ = ["embedder"]  # the fixture, shared with test_audit_v2
+
+
+def unit(rng: np.random.Generator, n: int, dim: int = 384) -> np.ndarray:
+    v = rng.standard_normal((n, dim)).astype(np.float32)
+    return v / np.linalg.norm(v, axis=1, keepdims=True)
+
+
+@pytest.fixture(scope="module")
+def learned(embedder: Any) -> Checks:
+    """The shipped classifier alone (the fixed cut-offs off), as the CLI runs it."""
+    return Checks(
+        embed=embedder.embed,
+        thresholds=THRESHOLDS,
+        length=LENGTH,
+        classifier=block_classifier.load(),
+        cutoffs=False,
+    )
+
+
+def test_features_need_only_indices_and_embeddings() -> None:
+    rng = np.random.default_rng(0)
+    vectors, context = unit(rng, 6), unit(rng, 2)
+    rows = features([0, 1, 2, 5, 6, 9], 10, vectors, context[0], context[1])
+    assert rows.shape == (6, len(NAMES))
+    col = dict(zip(NAMES, range(len(NAMES)), strict=True))
+    assert rows[:, col["has_prev"]].tolist() == [0, 1, 1, 0, 1, 0]
+    assert rows[:, col["has_next"]].tolist() == [1, 1, 0, 1, 0, 0]
+    assert np.allclose(rows[:, col["rel_prompt"]], vectors @ context[0])
+    assert features([], 10, vectors[:0], context[0], context[1]).shape == (0, len(NAMES))
+
+
+def test_a_lone_copy_counts_and_a_loop_does_not() -> None:
+    rng = np.random.default_rng(1)
+    base, context = unit(rng, 8), unit(rng, 2)
+    pasted = np.concatenate([base[:6], base[1:2], base[6:]])  # block 1 again, at 6
+    x = design(list(range(9)), 9, pasted, context[0], context[1])
+    assert copies(x[:, : len(NAMES)]) == 2  # the copy and its original
+    looped = np.concatenate([base[:6], base[2:5]])  # blocks 2..4 again: a loop
+    x = design(list(range(9)), 9, looped, context[0], context[1])
+    assert copies(x[:, : len(NAMES)]) == 0
+
+
+def test_fit_separates_what_is_separable() -> None:
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal((400, 3))
+    y = (x[:, 0] > 0).astype(np.float64)
+    model = fit(x, y, np.ones(400))
+    assert ((model.scores(x) > 0) == (y > 0)).mean() > 0.97
+
+
+def test_the_shipped_classifier_loads_and_is_small() -> None:
+    data = resources.files("fairgate.metering").joinpath(block_classifier.DATA)
+    assert len(data.read_bytes()) < 1_000_000
+    model = block_classifier.load()
+    assert model.weights.shape == model.mean.shape == (len(NAMES) + 384,)
+    assert np.isfinite(model.threshold) and model.copies_limit >= 2
+    assert "calibration" in model.trained_on
+
+
+def test_next_round_keeps_to_the_block_budget() -> None:
+    assert next_round(64, None, 10, 0) == 8
+    assert next_round(64, None, 30, 64) == 0
+    assert next_round(64, 64, 30, 64) == 34
+    assert next_round(64, 64, 64, 80) == 0
+
+
+# -- each attack on a real trace (CHAMP, a calibration-half problem), through the whole protocol --
+
+
+@pytest.fixture(scope="module")
+def champ() -> dict[str, Any]:
+    pytest.importorskip("champ_dataset")
+    from bench.audit.traces import load_traces
+
+    wanted = {"P_Combinatorics_7", "P_Inequality_15"}
+    found = {t.problem: t for t in load_traces(settings=("0-Shot",)) if t.problem in wanted
+             and t.model == "GPT-4|0-Shot"}  # fmt: skip
+    return {"trace": found["P_Combinatorics_7"], "donor": found["P_Inequality_15"]}
+
+
+def audit_trace(blocks: list[str], trace: Any, embedder: Any, checks: Checks) -> Any:
+    committer = committed(blocks, embedder)
+    opening = committer.opening()
+    record = signed_record(opening)
+    rng = random.Random(1)
+    nonces = iter([rng.randbytes(32) for _ in range(MAX_ROUNDS)])
+    return audit(
+        lambda ch: answer_challenge(record, opening, ch).to_dict(),
+        Receipt.from_record(record),
+        [KEY.public_key],
+        trace.prompt,
+        trace.answer,
+        checks,
+        samples=64,
+        max_blocks=64,
+        nonce=lambda: next(nonces),
+    )
+
+
+def reasons(verdict: Any) -> set[Reason]:
+    return {f.reason for f in verdict.findings}
+
+
+def test_an_honest_trace_passes_with_every_block_open(
+    champ: dict[str, Any], embedder: Any, learned: Checks
+) -> None:
+    blocks = champ["trace"].block_texts(BLOCK)
+    verdict = audit_trace(blocks, champ["trace"], embedder, learned)
+    assert verdict.honest, [str(f) for f in verdict.findings]
+    assert verdict.blocks_opened == len(blocks)  # the block budget, not 64 positions
+
+
+def test_random_token_padding_is_filler(
+    champ: dict[str, Any], embedder: Any, learned: Checks
+) -> None:
+    from bench.audit.traces import tokenizer
+
+    tok, rng = tokenizer(), random.Random(3)
+    vocab = tok.get_vocab_size()
+    blocks = champ["trace"].block_texts(BLOCK)
+    for at in (30, 21, 12, 4):  # 4 blocks into 35: 11% inflation
+        blocks.insert(at, " " + tok.decode([rng.randrange(1000, vocab) for _ in range(BLOCK)]))
+    verdict = audit_trace(blocks, champ["trace"], embedder, learned)
+    assert Reason.FILLER in reasons(verdict), verdict.to_dict()
+
+
+def test_pasted_copies_are_duplicates(
+    champ: dict[str, Any], embedder: Any, learned: Checks
+) -> None:
+    honest = champ["trace"].block_texts(BLOCK)
+    blocks = list(honest)
+    for at, block in ((31, 3), (24, 9), (17, 28), (10, 20), (5, 14)):  # 14% inflation
+        blocks.insert(at, honest[block])
+    verdict = audit_trace(blocks, champ["trace"], embedder, learned)
+    assert Reason.DUPLICATE in reasons(verdict), verdict.to_dict()
+
+
+def test_a_splice_from_another_domain_is_caught_by_the_shipped_checks(
+    champ: dict[str, Any], embedder: Any, learned: Checks
+) -> None:
+    # The classifier was trained on math traces only and does not see prose about photosynthesis
+    # as padding; the fixed relevance cut-offs, on by default beside it, do.
+    honest = champ["trace"].block_texts(BLOCK)
+    blocks = honest[:17] + OTHER_DOMAIN + honest[17:]  # 23% inflation
+    shipped = replace(learned, cutoffs=True)
+    verdict = audit_trace(blocks, champ["trace"], embedder, shipped)
+    assert reasons(verdict) & {Reason.IRRELEVANT, Reason.SPLICED, Reason.FILLER}, verdict.to_dict()
+    assert audit_trace(honest, champ["trace"], embedder, shipped).honest
