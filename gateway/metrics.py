@@ -107,6 +107,12 @@ class GatewayMetrics:
         self.ledger_records = Counter(
             "fairgate_ledger_records", "Ledger records appended.", ["status"], registry=registry
         )
+        self.ledger_failures = Counter(
+            "fairgate_ledger_append_failures",
+            "Ledger appends that failed (a full disk, a lost database); new work is refused "
+            "with 503 until an append succeeds again.",
+            registry=registry,
+        )
         self.ledger_append = Histogram(
             "fairgate_ledger_append_seconds",
             "Time to sign, chain and durably commit one record.",

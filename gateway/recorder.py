@@ -146,6 +146,7 @@ class Recorder:
             raise
         except LedgerError as error:
             self.failing = True
+            self.metrics.ledger_failures.inc()
             log.error("ledger append for %s failed, refusing new work: %s", request_id, error)
             raise LedgerUnavailable(
                 "The billing ledger cannot record this request; retry later.",

@@ -84,6 +84,10 @@ def test_ledger_database_down_refuses_work(tmp_path: Path, postgres: PostgresSer
         TALLY.expected_errors += len(back) - 1
         records = server.records()
         keys = server.runtime.recorder.keyring.public_keys
+        failures = server.runtime.metrics.registry.get_sample_value(
+            "fairgate_ledger_append_failures_total"
+        )
+        assert failures is not None and failures >= 1  # what an operator alerts on
     report = verify_export((jsonl_line(r) for r in records), keys)
     assert report.ok, report.summary()
     TALLY.records_verified += len(records)

@@ -74,6 +74,7 @@ def test_full_ledger_disk_refuses_work_with_503(tmp_path: Path) -> None:
         TALLY.expected_errors += len(back) - 1
         appended = metric_total(gateway.url, "fairgate_ledger_records_total")
         finished = metric_total(gateway.url, "fairgate_requests_total")
+        assert metric_total(gateway.url, "fairgate_ledger_append_failures_total") >= 1
         gateway.stop()
         assert "Traceback" not in "".join(gateway.log), "".join(gateway.log)[-3000:]
 
