@@ -2,9 +2,14 @@
 arXiv 2501.14312, Algorithm 1), one instance per replica.
 
 Each tenant has a deficit (credit, in weighted tokens). Admission takes the waiting job with
-the longest cached prefix among tenants whose deficit is positive; the admitted job's uncached
-prompt tokens * w_p are charged at once, its generated tokens * w_q as they stream, and the
-prompt charge is corrected when the engine reports its real cached count. When no backlogged
+the longest cached prefix among the tenants whose deficit is positive and within ``slack``
+of the most credit (per unit of weight); ``slack`` = Q_u is the paper's rule (every credited
+tenant), the default 0 lets locality break ties only, so that a flood with a warm cache
+cannot spend a whole quantum while a tenant far ahead in credit waits (``_near_lead``). The
+admitted job's prompt is charged at once (uncached * w_p + cached * w_c, corrected when the
+engine reports its real cached count) and, once outputs have been measured, its expected
+output * w_q too (``charges_ahead``: settled at the end, tokens past the estimate charged as
+they stream); before that, generated tokens are charged as they stream. When no backlogged
 tenant has credit, every backlogged tenant is refilled by Q_u * weight: as many rounds at once
 as it takes for one of them to turn positive, computed in O(tenants) rather than looped.
 

@@ -246,6 +246,9 @@ class VllmRouter(_ProcessGateway):
         argv = [str(context.peers.bin("vllm-router")), "--host", "127.0.0.1", "--port", "{port}"]
         argv += ["--worker-urls", *context.upstreams, "--policy", self.policy]
         argv += ["--log-level", "warning"]
+        # its metrics port defaults to 29000: a second vllm-router on the machine (another
+        # run) made it panic at start-up, so each run gets a free one
+        argv += ["--prometheus-port", str(free_port())]
         port = self._launch(context, argv, None)
         keys = {t: "sk-none" for t in context.tenants}
         url = f"http://127.0.0.1:{port}/v1"
