@@ -27,33 +27,39 @@ class SharedKeys:
     def __init__(self, url: str) -> None:
         import psycopg
 
+        self._psycopg = psycopg
+        self._url = url
         self._conn: Any = psycopg.connect(url, autocommit=True)
         self._conn.execute(_TABLE)
         self._lock = threading.Lock()
 
-    def add(self, key: StoredKey) -> None:
+    def _execute(self, sql: str, params: tuple[Any, ...] = ()) -> Any:
+        """One statement; a connection the database dropped is replaced once, then retried."""
         with self._lock:
-            self._conn.execute(
-                "INSERT INTO fairgate_api_keys (id, tenant, weight, sha256, created_at)"
-                " VALUES (%s, %s, %s, %s, %s)",
-                (key.id, key.tenant, key.weight, key.sha256.hex(), key.created_at),
-            )
+            if self._conn.broken or self._conn.closed:
+                self._conn = self._psycopg.connect(self._url, autocommit=True)
+            return self._conn.execute(sql, params)
+
+    def add(self, key: StoredKey) -> None:
+        self._execute(
+            "INSERT INTO fairgate_api_keys (id, tenant, weight, sha256, created_at)"
+            " VALUES (%s, %s, %s, %s, %s)",
+            (key.id, key.tenant, key.weight, key.sha256.hex(), key.created_at),
+        )
 
     def revoke(self, id_: str) -> StoredKey | None:
-        with self._lock:
-            row = self._conn.execute(
-                "UPDATE fairgate_api_keys SET revoked_at = %s WHERE id = %s"
-                " AND revoked_at IS NULL RETURNING tenant, weight, sha256, created_at",
-                (time.time(), id_),
-            ).fetchone()
+        row = self._execute(
+            "UPDATE fairgate_api_keys SET revoked_at = %s WHERE id = %s"
+            " AND revoked_at IS NULL RETURNING tenant, weight, sha256, created_at",
+            (time.time(), id_),
+        ).fetchone()
         return None if row is None else _stored(row)
 
     def active(self) -> list[StoredKey]:
-        with self._lock:
-            rows = self._conn.execute(
-                "SELECT tenant, weight, sha256, created_at FROM fairgate_api_keys"
-                " WHERE revoked_at IS NULL ORDER BY created_at, id"
-            ).fetchall()
+        rows = self._execute(
+            "SELECT tenant, weight, sha256, created_at FROM fairgate_api_keys"
+            " WHERE revoked_at IS NULL ORDER BY created_at, id"
+        ).fetchall()
         return [_stored(row) for row in rows]
 
     def close(self) -> None:

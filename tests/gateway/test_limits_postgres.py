@@ -171,11 +171,11 @@ def test_the_postgres_store_renews_leases(postgres_url: str) -> None:  # noqa: F
     store.close()
 
 
-def _status_within(url: str, key: str, want: int, seconds: float = 5.0) -> float:
-    """Seconds until ``key`` gets ``want`` on the gateway at ``url``."""
+def _status_within(url: str, key: str, want: int, seconds: float = 10.0) -> tuple[int, float]:
+    """How many tries, and seconds, until ``key`` gets ``want`` on the gateway at ``url``."""
     start = time.monotonic()
     body = {"model": "sim", "messages": MESSAGES}
-    while True:
+    for tries in range(1, 1000):
         response = httpx.post(
             url + "/v1/chat/completions",
             json=body,
@@ -184,9 +184,10 @@ def _status_within(url: str, key: str, want: int, seconds: float = 5.0) -> float
         )
         waited = time.monotonic() - start
         if response.status_code == want:
-            return waited
+            return tries, waited
         assert waited < seconds, f"{url}: {response.status_code}, not {want}, after {waited:.1f} s"
         time.sleep(0.1)
+    raise AssertionError("unreachable")
 
 
 def test_admin_keys_are_shared_by_the_gateways(gateways: list[GatewayProcess]) -> None:
@@ -195,9 +196,10 @@ def test_admin_keys_are_shared_by_the_gateways(gateways: list[GatewayProcess]) -
     created = httpx.post(a.url + "/admin/keys", json={"tenant": "erin"}, headers=admin)
     assert created.status_code == 200
     key, id_ = created.json()["key"], created.json()["id"]
-    assert _status_within(a.url, key, 200, 0.5) < 0.5  # at once where it was made
-    assert _status_within(b.url, key, 200) <= 2 * SYNC_S  # the other, at its next read
+    assert _status_within(a.url, key, 200)[0] == 1  # at once where it was made
+    # The other gateway, at its next read (every SYNC_S; the slack is for a loaded machine).
+    assert _status_within(b.url, key, 200)[1] <= SYNC_S + 3
     revoked = httpx.delete(f"{b.url}/admin/keys/{id_}", headers=admin)
     assert revoked.status_code == 200 and revoked.json()["tenant"] == "erin"
-    assert _status_within(b.url, key, 401, 0.5) < 0.5
-    assert _status_within(a.url, key, 401) <= 2 * SYNC_S
+    assert _status_within(b.url, key, 401)[0] == 1
+    assert _status_within(a.url, key, 401)[1] <= SYNC_S + 3
