@@ -115,7 +115,7 @@ class GatewayMetrics:
         )
         self.ledger_append = Histogram(
             "fairgate_ledger_append_seconds",
-            "Time to sign, chain and durably commit one record.",
+            "Time to sign, chain and commit one record (fsynced with ledger.sync: commit).",
             buckets=_ITL,
             registry=registry,
         )
