@@ -27,7 +27,7 @@ def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayServer]
         scheduler={"inflight_initial": 1, "adaptive_inflight": False},
         models=[
             {"name": "sim-short", "provider": "sim", "max_model_len": 40},
-            {"name": "sim-slow", "provider": "sim", "sim": {"seconds_per_token": 0.05}},
+            {"name": "sim-slow", "provider": "sim", "sim": {"seconds_per_token": 0.15}},
             {"name": "sim-stall", "provider": "sim"},
             {"name": "sim-mute", "provider": "sim"},
         ],
@@ -83,9 +83,9 @@ def test_context_length_is_checked_before_dispatch(gateway: GatewayServer) -> No
 
 async def test_queue_timeout_is_a_503_with_retry_after(gateway: GatewayServer) -> None:
     async with httpx.AsyncClient(base_url=gateway.base_url, headers=AUTH, timeout=30) as http:
-        body = {"model": "sim-slow", "messages": MESSAGES}  # 20 tokens x 50 ms: 1 s
+        body = {"model": "sim-slow", "messages": MESSAGES}  # 20 tokens x 150 ms: 3 s
         first = asyncio.create_task(http.post("/v1/chat/completions", json=body))
-        await asyncio.sleep(0.2)
+        await asyncio.sleep(0.5)  # the first holds the replica's one slot
         queued = await http.post("/v1/chat/completions", json=body)
         assert queued.status_code == 503
         assert queued.json()["error"]["code"] == "queue_timeout"

@@ -111,7 +111,7 @@ async def test_max_concurrent(gateway: GatewayServer) -> None:
     async with httpx.AsyncClient(
         base_url=gateway.base_url, headers={"Authorization": "Bearer sk-conc"}, timeout=30
     ) as http:
-        body = {"model": "sim-slow", "messages": MESSAGES, "max_tokens": 40}
+        body = {"model": "sim-slow", "messages": MESSAGES, "max_tokens": 100}  # 2 s
         slow = asyncio.create_task(http.post("/v1/chat/completions", json=body))
         deadline = time.monotonic() + 10
         while not gateway.runtime.controls.gate._held and time.monotonic() < deadline:

@@ -46,7 +46,7 @@ def gateways(tmp_path: Path, postgres_url: str) -> Iterator[list[GatewayProcess]
     ]
     models = [
         {"name": "sim", "provider": "sim", "replicas": 2},
-        {"name": "sim-slow", "provider": "sim", "sim": {"seconds_per_token": 0.05}},
+        {"name": "sim-slow", "provider": "sim", "sim": {"seconds_per_token": 0.15}},
         {"name": "sim-priced", "provider": "sim", "prices": PRICE},
     ]
     started: list[GatewayProcess] = []
@@ -112,7 +112,7 @@ def test_requests_per_minute_hold_across_two_gateways(
 def test_max_concurrent_holds_across_two_gateways(
     gateways: list[GatewayProcess],
 ) -> None:
-    responses = asyncio.run(_burst(gateways, "sk-conc", "sim-slow", 8))  # each runs about 1 s
+    responses = asyncio.run(_burst(gateways, "sk-conc", "sim-slow", 8))  # each runs about 3 s
     statuses = Counter(r.status_code for r in responses)
     assert statuses == {200: CONCURRENT, 429: 8 - CONCURRENT}, statuses
     codes = {r.json()["error"]["code"] for r in responses if r.status_code == 429}
