@@ -52,7 +52,8 @@ class LimitStoreError(Exception):
 @dataclass(frozen=True, slots=True)
 class Ask:
     """One limit a request must fit under: ``amount`` more, on top of what is held, ≤ ``limit``.
-    ``spent`` is already settled in this period (budgets), ``period_end`` when it resets."""
+    A lease ends ``expires_in`` from now; a budget's ``period`` (its key) ends at
+    ``period_end``."""
 
     kind: str
     amount: Decimal
