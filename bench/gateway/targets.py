@@ -184,6 +184,8 @@ def start_router(upstream: str, workdir: Path, core: int, peers: PeerEnv) -> Tar
     workdir.mkdir(parents=True, exist_ok=True)
     argv = [str(peers.bin("vllm-router")), "--host", "127.0.0.1", "--port", "{port}"]
     argv += ["--worker-urls", upstream, "--policy", "round_robin", "--log-level", "warning"]
+    # its metrics port defaults to 29000, which another vllm-router on the machine may hold
+    argv += ["--prometheus-port", str(free_port())]
     target = Target("vllm-router", version)
     target.notes.append("no metering, no ledger, no tenants")
     _launch(target, argv, workdir, "/health", core)
