@@ -55,11 +55,10 @@ async def list_tenants(request: Request) -> dict[str, Any]:
 async def create_key(request: Request) -> dict[str, Any]:
     runtime = require_admin(request)
     try:
-        asked = KeyRequest.model_validate(await request.json())
-    except ValidationError as error:
-        raise invalid_request(error) from None
-    except ValueError:
-        raise InvalidRequest("The request body must be JSON.") from None
+        asked = await _key_request(request)
+    except APIError as error:
+        await record_action(runtime, request, "key_create_failed", status_code=error.status)
+        raise
     shared = runtime.shared_keys
     if shared is not None:
         key, stored = new_key(asked.tenant, asked.weight)
@@ -97,6 +96,15 @@ async def revoke_key(request: Request, id_: str) -> dict[str, Any]:
     runtime.keyring.remove(revoked.sha256)
     await record_action(runtime, request, "key_revoked", tenant=revoked.tenant)
     return {"object": "api_key", "id": revoked.id, "tenant": revoked.tenant, "deleted": True}
+
+
+async def _key_request(request: Request) -> KeyRequest:
+    try:
+        return KeyRequest.model_validate(await request.json())
+    except ValidationError as error:
+        raise invalid_request(error) from None
+    except ValueError:
+        raise InvalidRequest("The request body must be JSON.") from None
 
 
 async def _revoke_shared(runtime: Runtime, id_: str) -> StoredKey | None:

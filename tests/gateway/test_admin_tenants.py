@@ -112,6 +112,8 @@ def test_bad_key_requests(gateway: GatewayServer) -> None:
         response = admin(gateway, "POST", "/admin/keys", json=body)
         assert response.status_code == 400, body
         assert response.json()["error"]["type"] == "invalid_request_error"
+        record = one_record(gateway, response.headers["x-request-id"])
+        assert record["status"] == "admin_key_create_failed" and record["status_code"] == 400
 
 
 def test_reload_applies_tenants_and_limits_live(gateway: GatewayServer, tmp_path: Path) -> None:
