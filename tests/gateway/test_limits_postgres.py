@@ -39,6 +39,11 @@ def gateways(tmp_path: Path, postgres_url: str) -> Iterator[list[GatewayProcess]
         {"name": "rpm", "api_keys": ["sk-rpm"], "limits": {"requests_per_minute": RPM}},
         {"name": "conc", "api_keys": ["sk-conc"], "limits": {"max_concurrent": CONCURRENT}},
         {
+            "name": "tpm",
+            "api_keys": ["sk-tpm"],
+            "limits": {"tokens_per_minute": 5 * (PROMPT + COMPLETION)},
+        },
+        {
             "name": "spender",
             "api_keys": ["sk-spender"],
             "limits": {"budget": {"amount": str(3 * REQUEST_COST), "period": "month"}},
@@ -119,6 +124,17 @@ def test_max_concurrent_holds_across_two_gateways(
     assert codes == {"rate_limit_max_concurrent"}
     again = asyncio.run(_burst(gateways, "sk-conc", "sim", 2))  # the holds left at settlement
     assert [r.status_code for r in again] == [200, 200]
+
+
+def test_tokens_per_minute_hold_across_two_gateways(gateways: list[GatewayProcess]) -> None:
+    responses = asyncio.run(_burst(gateways, "sk-tpm", "sim", 15, max_tokens=COMPLETION))
+    statuses = Counter(r.status_code for r in responses)
+    assert statuses == {200: 5, 429: 10}, statuses
+    used = sum(r.json()["usage"]["total_tokens"] for r in responses if r.status_code == 200)
+    assert used == 5 * (PROMPT + COMPLETION)
+    assert {r.json()["error"]["code"] for r in responses if r.status_code == 429} == {
+        "rate_limit_tokens_per_minute"
+    }
 
 
 def test_a_budget_holds_across_two_gateways(
