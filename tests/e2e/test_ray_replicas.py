@@ -584,9 +584,9 @@ def test_killed_engine_fails_its_streams_cleanly_and_comes_back(deployment: Depl
         if stream.outcome == "ok":
             assert stream.finish_reason == "length"
         else:
-            # Its engine died under it: an SSE error event once the answer had started (the
-            # header names tiny-1), or a 502 before its first visible token (hidden reasoning
-            # tokens had been generated, so it is not retried). Never a hang, never a cut.
+            # Its engine died under it once the answer had started: an SSE error event (the
+            # header names tiny-1). Before the first visible token it is retried on tiny-0
+            # (hidden tokens included, unbilled). Never a hang, never a cut.
             assert stream.outcome == "api_error", repr(stream.error)
             assert stream.replica in ("tiny-1", None), outcomes
             assert "the replica serving this request failed" in str(stream.error)
