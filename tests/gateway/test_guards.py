@@ -114,3 +114,44 @@ def test_a_stream_that_stalls_after_starting_ends_with_an_error_event(
     assert len(events) >= 2  # content went out before the stall
     record = one_record(gateway, response.headers["x-request-id"])
     assert record["status"] == "timeout" and record["status_code"] == 504
+
+
+async def _paced(gaps: list[float]) -> AsyncGenerator[int, None]:
+    for index, gap in enumerate(gaps):
+        await asyncio.sleep(gap)
+        yield index
+
+
+async def test_stall_guard_fires_on_one_long_gap_only() -> None:
+    from fairgate.gateway.guards import UpstreamStalled, stall_guard
+
+    seen: list[int] = []
+    with pytest.raises(UpstreamStalled):
+        async for item in stall_guard(_paced([0.05] * 6 + [0.5]), 0.2):
+            seen.append(item)  # 0.3 s of events in all, each well within the timeout
+    assert seen == list(range(6))
+    assert asyncio.current_task().cancelling() == 0  # type: ignore[union-attr]
+
+
+async def test_stall_guard_does_not_count_the_readers_own_time() -> None:
+    from fairgate.gateway.guards import stall_guard
+
+    seen = []
+    async for item in stall_guard(_paced([0.01, 0.01, 0.01]), 0.1):
+        await asyncio.sleep(0.25)  # a slow client: the upstream is not stalled
+        seen.append(item)
+    assert seen == [0, 1, 2]
+
+
+async def test_stall_guard_leaves_an_outside_cancel_alone() -> None:
+    from fairgate.gateway.guards import stall_guard
+
+    async def read() -> None:
+        async for _ in stall_guard(_paced([10.0]), 5.0):
+            pass
+
+    task = asyncio.create_task(read())
+    await asyncio.sleep(0.05)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
