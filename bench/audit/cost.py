@@ -4,7 +4,7 @@
 
 Gateway: CPU time of :meth:`HiddenCommitter.fingerprint` (embed every block, one thread) and of
 the commitment, per request of 128, 512 and 2048 hidden tokens. Auditor: CPU time of one
-:func:`metering.auditor.audit` at k=64 over the real protocol (signed record, Merkle proofs,
+:func:`metering.auditor.audit` at k=64, then up to 64 blocks (the CLI default), over the real protocol (signed record, Merkle proofs,
 embeddings-only openings) on honest CHAMP traces, after the model is loaded.
 """
 
@@ -16,8 +16,9 @@ import time
 from typing import Any
 
 from bench.audit.traces import load_traces, split
+from fairgate.metering import block_classifier
 from fairgate.metering.audit import answer_challenge
-from fairgate.metering.auditor import Checks, audit
+from fairgate.metering.auditor import DEFAULT_MAX_BLOCKS, Checks, audit
 from fairgate.metering.calibration import LENGTH, THRESHOLDS
 from fairgate.metering.commitment import HiddenCommitter
 from fairgate.metering.embedding import MiniLMEmbedder
@@ -83,7 +84,12 @@ def main() -> int:
         e = time.process_time()
         print(f"| {n} | {n // BLOCK} | {1000 * (b - a):.0f} | {1000 * (e - b):.1f} |")
     key = SigningKey.generate()
-    checks = Checks(embed=embedder.embed, thresholds=THRESHOLDS, length=LENGTH)
+    checks = Checks(
+        embed=embedder.embed,
+        thresholds=THRESHOLDS,
+        length=LENGTH,
+        classifier=block_classifier.load(),
+    )  # what `fairgate audit` runs by default
     cpu = []
     verdicts = []
     for i, tr in enumerate(traces[:20]):
@@ -102,6 +108,7 @@ def main() -> int:
             tr.answer,
             checks,
             samples=64,
+            max_blocks=DEFAULT_MAX_BLOCKS,
             nonce=lambda: os.urandom(32),
         )
         cpu.append(time.process_time() - a)
@@ -110,7 +117,8 @@ def main() -> int:
             print(f"  flagged honest trace {tr.problem}/{tr.model}: {verdict.findings[0]}")
     tokens = statistics.mean(len(t.token_ids) for t in traces[:20])
     print(
-        f"\none whole audit, k=64, {len(cpu)} honest traces of {tokens:.0f} "
+        f"\none whole audit, k=64 then up to {DEFAULT_MAX_BLOCKS} blocks, {len(cpu)} honest "
+        f"traces of {tokens:.0f} "
         f"tokens (gateway answer included): CPU median {1000 * statistics.median(cpu):.0f} ms, "
         f"max {1000 * max(cpu):.0f} ms; verdicts {sorted(set(verdicts))} "
         f"({verdicts.count('honest')}/{len(verdicts)} honest)"
