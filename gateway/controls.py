@@ -72,8 +72,12 @@ class TenantControls:
                 config.prompt_guard.min_chars_per_token, body, model.tokenizer.encode
             )
         guards.engine_reasoning_budget(config, model, body)
-        max_tokens = guards.requested_max_tokens(body) or model.default_max_tokens
-        await self.gate.admit(tenant, request_id, model.name, len(prompt_ids), max_tokens)
+        requested = guards.requested_max_tokens(body)
+        max_tokens = requested or model.default_max_tokens
+        # Unset, an engine may generate up to its context: a budget must hold that much.
+        room = model.max_model_len - len(prompt_ids) if model.max_model_len else max_tokens
+        most = requested or max(1, room)
+        await self.gate.admit(tenant, request_id, model.name, len(prompt_ids), max_tokens, most)
 
     async def settle(self, request_id: str, usage: Usage) -> None:
         await self.gate.settle(request_id, usage)

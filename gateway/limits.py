@@ -1,8 +1,9 @@
 """Per-tenant limits: requests and tokens per minute, concurrency, and a spend budget.
 
 Admission is decided on an estimate before dispatch: the prompt's tokens plus the request's
-``max_tokens`` (the model's default when unset), and for a budget the most that could cost
-(every completion token at the dearer of the completion and reasoning prices). Settlement
+``max_tokens`` (the model's default when unset), and for a budget the most the request could
+cost: ``max_tokens`` or, unset, all the context left where the model's length is known, each
+token at the dearer of the completion and reasoning prices. Settlement
 replaces the estimate with the real usage and cost once the request has ended, however it
 ended. A refusal is a 429 whose ``code`` names the limit and whose ``Retry-After`` says when
 the oldest hold leaves the window (or the budget's period ends).
@@ -120,7 +121,13 @@ class TenantLimitsGate:
         return self._store
 
     def asks(
-        self, limits: TenantLimits, model: str, prompt_tokens: int, max_tokens: int, now: float
+        self,
+        limits: TenantLimits,
+        model: str,
+        prompt_tokens: int,
+        max_tokens: int,
+        now: float,
+        most_tokens: int | None = None,
     ) -> tuple[list[Ask], str | None]:
         asks: list[Ask] = []
         if limits.requests_per_minute is not None:
@@ -133,7 +140,7 @@ class TenantLimitsGate:
         period = None
         if limits.budget is not None:
             period, end = period_of(limits.budget, now)
-            cost = self._most_cost(model, prompt_tokens, max_tokens)
+            cost = self._most_cost(model, prompt_tokens, most_tokens or max_tokens)
             asks.append(Ask("spend", cost, limits.budget.amount, LEASE_S, period, end))
         return asks, period
 
@@ -145,14 +152,21 @@ class TenantLimitsGate:
         return max(as_text.total, as_reasoning.total)
 
     async def admit(
-        self, tenant: str, request_id: str, model: str, prompt_tokens: int, max_tokens: int
+        self,
+        tenant: str,
+        request_id: str,
+        model: str,
+        prompt_tokens: int,
+        max_tokens: int,
+        most_tokens: int | None = None,
     ) -> None:
-        """Take the request's holds, or raise the 429 of the first limit it does not fit."""
+        """Take the request's holds, or raise the 429 of the first limit it does not fit.
+        ``most_tokens``: the most it may generate (a budget's bound), else ``max_tokens``."""
         limits = self._limits.get(tenant)
         if limits is None:
             return
         now = self._clock()
-        asks, period = self.asks(limits, model, prompt_tokens, max_tokens, now)
+        asks, period = self.asks(limits, model, prompt_tokens, max_tokens, now, most_tokens)
         if not asks:
             return
         try:

@@ -146,3 +146,17 @@ def test_max_tokens_ceiling(gateway: GatewayServer) -> None:
     assert unset["usage"]["completion_tokens"] == 5
     assert unset["choices"][0]["finish_reason"] == "length"
     assert chat(gateway, "sk-ceiling", max_tokens=5).status_code == 200
+
+
+def test_a_budget_without_max_tokens_holds_the_whole_context(tmp_path: Any) -> None:
+    # 1000 tokens of context at 0.001 each: up to about 1.0 for a request without max_tokens,
+    # past the budget of 0.5 (the model's default of 256 would have fit); 20 tokens fit.
+    model = {"name": "sim-priced", "provider": "sim", "prices": PRICE, "max_model_len": 1000}
+    config = sim_config(
+        tmp_path,
+        tenants=[tenant("spender", limits={"budget": {"amount": "0.5"}})],
+        models=[model],
+    )
+    with GatewayServer(config) as server:
+        assert_refused(chat(server, "sk-spender", model="sim-priced"), "budget_exceeded")
+        assert chat(server, "sk-spender", model="sim-priced", max_tokens=20).status_code == 200
