@@ -287,27 +287,33 @@ async def _sse_body(
     for the ledger record, so that the stream's last chunk can carry the receipt."""
     final: dict[str, Any] | None = None
     opened = False
+    held: list[bytes] = []  # chunks of one upstream read, sent with one write
     try:
         visible = first
         while visible is not None:
             prompt_ids = generation.engine_prompt or generation.prompt_ids
             opening, opened = not opened, True
             if final is not None:
-                yield sse(final)
+                held.append(sse(final))
                 final = None
             if visible.finish_reason:
                 final = renderer.chunk(visible, first=opening, prompt_ids=prompt_ids)
             else:
-                yield renderer.chunk_bytes(visible, first=opening, prompt_ids=prompt_ids)
+                held.append(renderer.chunk_bytes(visible, first=opening, prompt_ids=prompt_ids))
+            if held and not visible.more:
+                yield b"".join(held)
+                held.clear()
             visible = await anext(stream, None)
     except APIError as error:
         if final is not None:
-            yield sse(final)
-        yield sse(error.body())
+            held.append(sse(final))
+        yield b"".join([*held, sse(error.body())])
         return
     finally:
         with contextlib.suppress(Exception):
             await stream.aclose()
+    if held:  # pragma: no cover - the last step never says another follows
+        yield b"".join(held)
     outcome = generation.outcome
     if outcome is None:  # pragma: no cover - run() always ends with an outcome
         return

@@ -48,13 +48,15 @@ log = logging.getLogger("fairgate.generation")
 
 @dataclass(slots=True)
 class Visible:
-    """What the client may see of one engine step."""
+    """What the client may see of one engine step. ``more``: another one follows at once,
+    from the same upstream read (a relay may send both with one write)."""
 
     text: str = ""
     reasoning: str = ""
     token_ids: list[int] = field(default_factory=list)
     logprobs: list[dict[str, Any]] = field(default_factory=list)
     finish_reason: str | None = None
+    more: bool = False
 
 
 @dataclass(slots=True)
@@ -181,6 +183,9 @@ class Generation:
         )
         self.upstream.request_sent()
         events = stall_guard(replica.stream(request), self.runtime.controls.stall_timeout_s)
+        # Each shown step waits in ``pending`` until the next one of its upstream read (or the
+        # read's end) says whether another follows at once; no step waits for I/O.
+        pending: Visible | None = None
         try:
             async for event in events:
                 self.upstream.event()
@@ -188,7 +193,13 @@ class Generation:
                     shown = self._on_delta(event)
                     if shown is not None:
                         self._sent_visible = True
-                        yield shown
+                        if pending is not None:
+                            pending.more = True
+                            yield pending
+                        pending = shown
+                    if pending is not None and not event.more:
+                        yield pending
+                        pending = None
                     if isinstance(self.meter, BudgetedMeter) and self.meter.cut:
                         self.finish_reason = "length"  # the tenant's max_reasoning_tokens
                         break
@@ -198,7 +209,12 @@ class Generation:
                     self.engine_usage = event
             self.upstream.ended()
             tail = self._shown(self.meter.flush(), None)
-            if tail is not None and not self._raw_text_visible():
+            if tail is None or self._raw_text_visible():
+                tail = None
+            if pending is not None:
+                pending.more = tail is not None
+                yield pending
+            if tail is not None:
                 yield tail
         except ReplicaRejected as rejected:
             raise InvalidRequest(

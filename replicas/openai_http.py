@@ -19,7 +19,7 @@ import httpx
 from fairgate.replicas.base import EngineLoad
 from fairgate.replicas.engine_metrics import scrape_engine_metrics
 from fairgate.replicas.errors import ReplicaFailed, ReplicaRejected, ReplicaUnavailable
-from fairgate.replicas.sse import sse_data
+from fairgate.replicas.sse import sse_batches
 from fairgate.replicas.stream import (
     EngineDelta,
     EngineEvent,
@@ -98,8 +98,9 @@ class OpenAIReplica:
             ) as response:
                 if response.status >= 400:
                     await self._raise_for(response.status, await response.read())
-                async for payload in sse_data(response.content.iter_any()):
-                    for event in self._events(json.loads(payload), request.endpoint):
+                async for batch in sse_batches(response.content.iter_any()):
+                    events = self._read(batch, request.endpoint)
+                    for event in events:
                         if isinstance(event, EngineDelta):
                             started, finished = True, finished or bool(event.finish_reason)
                         yield event
@@ -140,6 +141,19 @@ class OpenAIReplica:
             f"{self.replica_id} answered {status}: {message}",
             replica_id=self.replica_id,
         )
+
+    def _read(self, batch: list[bytes], endpoint: str) -> list[EngineEvent]:
+        """The events of one read, every delta but the last marked ``more``."""
+        events: list[EngineEvent] = []
+        for payload in batch:
+            events.extend(self._events(json.loads(payload), endpoint))
+        last: EngineDelta | None = None
+        for event in events:
+            if isinstance(event, EngineDelta):
+                if last is not None:
+                    last.more = True
+                last = event
+        return events
 
     def _events(self, payload: dict[str, Any], endpoint: str) -> list[EngineEvent]:
         if "error" in payload and not payload.get("choices"):

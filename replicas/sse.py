@@ -36,6 +36,14 @@ async def sse_data(chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
     """Yield each event's ``data`` as bytes, straight from the body's chunks, stopping at
     ``[DONE]``. The common event (one ``data:`` line) costs one slice; others are parsed as
     ``sse_payloads`` parses them."""
+    async for batch in sse_batches(chunks):
+        for data in batch:
+            yield data
+
+
+async def sse_batches(chunks: AsyncIterator[bytes]) -> AsyncIterator[list[bytes]]:
+    """``sse_data``, one list per body chunk read: the events that arrived together, so that
+    the reader can relay them with one write."""
     buffer = b""
     async for chunk in chunks:
         buffer = buffer + chunk if buffer else chunk
@@ -44,16 +52,27 @@ async def sse_data(chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
                 continue
             buffer = buffer.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
         *events, buffer = buffer.split(b"\n\n")
-        for event in events:
-            data = _event_data(event)
-            if data is None:
-                continue
-            if data.strip() == b"[DONE]":
-                return
-            yield data
+        batch, done = _batch(events)
+        if batch:
+            yield batch
+        if done:
+            return
     data = _event_data(buffer) if buffer else None
     if data is not None and data.strip() != b"[DONE]":
-        yield data
+        yield [data]
+
+
+def _batch(events: list[bytes]) -> tuple[list[bytes], bool]:
+    """The data of ``events`` up to ``[DONE]``, and whether it came."""
+    batch: list[bytes] = []
+    for event in events:
+        data = _event_data(event)
+        if data is None:
+            continue
+        if data.strip() == b"[DONE]":
+            return batch, True
+        batch.append(data)
+    return batch, False
 
 
 def _event_data(event: bytes) -> bytes | None:

@@ -49,7 +49,9 @@ class EnginePrompt:
 @dataclass(slots=True)
 class EngineDelta:
     """One engine step. ``reasoning`` is set on a content step that packs several tokens
-    across the end of the reasoning: the engine's parsed reasoning text for some of its ids."""
+    across the end of the reasoning: the engine's parsed reasoning text for some of its ids.
+    ``more``: another delta that arrived with this one follows at once (the relay may hold
+    this one's bytes for one write with the rest)."""
 
     text: str
     part: Part = Part.CONTENT
@@ -57,6 +59,7 @@ class EngineDelta:
     logprobs: list[dict[str, Any]] = field(default_factory=list)
     finish_reason: str | None = None
     reasoning: str = ""
+    more: bool = False
 
 
 @dataclass(slots=True)

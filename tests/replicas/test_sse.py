@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from fairgate.replicas.sse import sse_data, sse_payloads
+from fairgate.replicas.sse import sse_batches, sse_data, sse_payloads
 
 
 async def _lines(*lines: str) -> AsyncIterator[str]:
@@ -69,3 +69,27 @@ async def test_bytes_events_split_across_reads_and_stop_at_done() -> None:
 async def test_bytes_crlf_multiline_fields_and_unterminated_tail() -> None:
     got = await _data(b"data: 1\r", b"\n\r\nevent: x\r\ndata:2\r\ndata: 3\r\n\r\n", b"data: 4")
     assert got == [b"1", b"2\n3", b"4"]
+
+
+async def test_batches_are_the_events_of_one_read() -> None:
+    reads = (
+        b"data: 1\n\ndata: 2\n\ndata: 3",
+        b"\n\n",
+        b": ping\n\n",
+        b"data: 4\n\ndata: [DONE]\n\n",
+    )
+    got = [batch async for batch in sse_batches(_chunks(*reads))]
+    assert got == [[b"1", b"2"], [b"3"], [b"4"]]
+
+
+def test_one_read_marks_every_delta_but_its_last() -> None:
+    from fairgate.replicas.openai_http import OpenAIReplica
+    from fairgate.replicas.stream import EngineDelta, EngineUsage
+
+    replica = OpenAIReplica("r", "m", "http://127.0.0.1:1")
+    chunk = b'{"choices":[{"index":0,"delta":{"content":"%s"},"token_ids":[%d]}]}'
+    usage = b'{"choices":[],"usage":{"prompt_tokens":3,"completion_tokens":2}}'
+    events = replica._read([chunk % (b"a", 1), chunk % (b"b", 2), usage], "chat")
+    deltas = [event for event in events if isinstance(event, EngineDelta)]
+    assert [(d.text, d.more) for d in deltas] == [("a", True), ("b", False)]
+    assert isinstance(events[-1], EngineUsage)
