@@ -22,12 +22,14 @@ Defaults and where they come from:
   scenarios (``python -m bench.scheduler_fairness``), 4096 with Q_u = 1024 was the best
   all-round: 1024 loses locality, 16384 lets a hot-prefix tenant pile onto one replica.
 - ``replica_quantum_jobs`` = 4: D²LPM's refill and its guard's work gap are at least this many
-  of the tenant's typical jobs (their expected work with the prompt uncached, a moving
-  average), when that is more than Q_w / ``work_gap``. Q_w = 4096 is less than one question
-  about a 5k-token document: every such job then went to another replica than the last and
-  missed (``python -m bench.fairness.sweep``, 8 replicas at 70% load: 45.7% hits, the
-  median client's p99 79.5 s against Preble's 6.9 s; with this floor 95.5% and 6.6 s). 0
-  turns it off.
+  typical jobs of the median tenant (a job's expected work with the prompt uncached, a moving
+  average per tenant), when that is more than Q_w / ``work_gap``. The median, not the tenant's
+  own: with its own, a tenant sending 10x longer prompts got a 10x quantum and kept replicas
+  to itself (misbehaving S2 at 4x rate: min/fair 0.50 instead of 0.67). Q_w = 4096 is less
+  than one question about a 5k-token document: every such job then went to another replica
+  than the last and missed (``python -m bench.fairness.sweep``, 8 replicas at 70% load:
+  45.7% hits, the median client's p99 79.5 s against Preble's 6.9 s; with this floor 95.6%
+  and 6.6 s). 0 turns it off.
 - ``balance_rel_threshold`` = 1.5, ``cache_threshold`` = 0.3: the defaults of SGLang's
   cache-aware router (sgl-model-gateway ``--balance-rel-threshold``, ``--cache-threshold``).
   ``balance_abs_threshold``: for the job-count routers (``lpm``/``cache_aware``) a job count,

@@ -82,6 +82,12 @@ class D2LPM(Router):
         alpha = self.config.output_estimate_alpha
         self._job_work[job.tenant] = work if last is None else last + alpha * (work - last)
 
+    def _typical(self) -> float:
+        """The median tenant's typical job: one tenant's huge prompts (misbehaving S2) must
+        not buy it a bigger share of a replica than the others get."""
+        works = sorted(self._job_work.values())
+        return works[len(works) // 2] if works else 0.0
+
     def _cost(self, job: Job, match: int, replica: Candidate) -> float:
         """What the job costs on ``replica`` in weighted tokens: its own work there (the
         prefix cached there is cheap) plus the queued work it would wait behind. Locality
@@ -101,10 +107,10 @@ class D2LPM(Router):
         )
 
     def _guard(self, reason: str, choice: C, candidates: Sequence[C], tenant: str) -> C:
-        """Overload is a gap of ``work_gap``, or of ``replica_quantum_jobs`` of the tenant's
-        typical jobs when those are larger (a few long-document jobs are no overload)."""
+        """Overload is a gap of ``work_gap``, or of ``replica_quantum_jobs`` typical jobs when
+        those are larger (a few long-document jobs are no overload)."""
         cfg = self.config
-        gap = max(cfg.work_gap, cfg.replica_quantum_jobs * self._job_work.get(tenant, 0.0))
+        gap = max(cfg.work_gap, cfg.replica_quantum_jobs * self._typical())
         if len(candidates) > 1 and overloaded(choice, candidates, gap, cfg.balance_rel_threshold):
             reason, choice = "guard", least_work(candidates)
         self.reasons[reason] += 1
@@ -122,11 +128,11 @@ class D2LPM(Router):
         return dict(self._deficits.get(tenant, {}))
 
     def _refill(self, tenant: str, credit: dict[str, float], candidates: Sequence[C]) -> None:
-        """Q_w, or ``replica_quantum_jobs`` of the tenant's typical jobs when those are larger: a
+        """Q_w, or ``replica_quantum_jobs`` typical jobs (``_typical``) when those are larger: a
         quantum smaller than one job (a 5k-token document question against Q_w = 4096) sends
         every job of a tenant to another replica than its last, and each one misses
         (measured in bench.fairness.sweep: 46% hits instead of 96% on 8 replicas)."""
-        typical = self.config.replica_quantum_jobs * self._job_work.get(tenant, 0.0)
+        typical = self.config.replica_quantum_jobs * self._typical()
         grant = max(self.config.replica_quantum, typical) * self.tenants.weight(tenant)
         rounds = min(math.floor(-credit.get(c.replica_id, 0.0) / grant) + 1 for c in candidates)
         rounds = max(rounds, 1)

@@ -1,8 +1,8 @@
 """Fairness, locality and throughput of the policies side by side on the paper's workloads.
 
     python -m bench.fairness [--workload flood|long_doc_qa|tree_of_thought|multi_turn|
-                              misbehaving_S1|misbehaving_S2|all] [--replicas N] [--seed S]
-                             [--duration S] [--plots DIR] [--quick]
+                              misbehaving_S1|misbehaving_S2|misbehaving_S2_overload|all]
+                             [--replicas N] [--seed S] [--duration S] [--plots DIR] [--quick]
 
 Each row drives the real ``Scheduler`` (its defaults, apart from policy and router) over
 simulated engines (``replicas.engine_model``, the ``sim`` provider's engine) with adaptive
@@ -70,6 +70,12 @@ WORKLOADS: dict[str, tuple[Callable[[random.Random, float], Workload], CostModel
     "multi_turn": (lambda rng, d: multi_turn(rng, duration=d), PAPER_ENGINE, 4),
     "misbehaving_S1": (lambda rng, d: misbehaving(rng, "S1", duration=d), PAPER_ENGINE, 4),
     "misbehaving_S2": (lambda rng, d: misbehaving(rng, "S2", duration=d), PAPER_ENGINE, 4),
+    # S2 at 4x the rate: every tenant backlogged, as the paper's min/fair comparison assumes
+    "misbehaving_S2_overload": (
+        lambda rng, d: misbehaving(rng, "S2", rate=4.0, duration=d),
+        PAPER_ENGINE,
+        4,
+    ),
 }
 
 

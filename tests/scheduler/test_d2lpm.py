@@ -158,3 +158,14 @@ def test_the_refill_covers_a_few_of_the_tenants_typical_jobs():
     job = Job("j", "t", "m", tuple(range(5000)), 50)  # 5,000 + 50 * 2 if uncached
     router.route(job, [FakeReplica("a"), FakeReplica("b")])
     assert router.deficits("t") == {"a": 4 * 5100.0, "b": 4 * 5100.0}
+
+
+def test_huge_prompts_do_not_buy_a_bigger_quantum():
+    """The floor follows the median tenant's typical job, not the tenant's own: a tenant
+    sending 20k-token prompts (misbehaving S2) is refilled like the others."""
+    router = D2LPM(SchedulerConfig(replica_quantum=100.0), TenantBook())
+    reps = [FakeReplica("a"), FakeReplica("b")]
+    for t in ("x", "y"):
+        router.route(Job(f"{t}0", t, "m", tuple(range(1000)), 0), reps)
+    router.route(Job("big", "huge", "m", tuple(range(20_000)), 0), reps)
+    assert router.deficits("huge") == {"a": 4 * 1000.0, "b": 4 * 1000.0}
