@@ -99,11 +99,13 @@ class OpenAIReplica:
                 if response.status >= 400:
                     await self._raise_for(response.status, await response.read())
                 async for batch in sse_batches(response.content.iter_any()):
-                    events = self._read(batch, request.endpoint)
+                    events, broken = self._read(batch, request.endpoint)
                     for event in events:
                         if isinstance(event, EngineDelta):
                             started, finished = True, finished or bool(event.finish_reason)
                         yield event
+                    if broken is not None:
+                        raise broken
                 if not finished:  # a body closed cleanly mid-answer is not a whole answer
                     raise (ReplicaFailed if started else ReplicaUnavailable)(
                         f"stream from {self.replica_id} ended before its finish_reason",
@@ -142,18 +144,26 @@ class OpenAIReplica:
             replica_id=self.replica_id,
         )
 
-    def _read(self, batch: list[bytes], endpoint: str) -> list[EngineEvent]:
-        """The events of one read, every delta but the last marked ``more``."""
+    def _read(
+        self, batch: list[bytes], endpoint: str
+    ) -> tuple[list[EngineEvent], Exception | None]:
+        """The events of one read, every delta but the last marked ``more``, and the error
+        that cut it short: the events before a broken one still reach the client."""
         events: list[EngineEvent] = []
+        broken: Exception | None = None
         for payload in batch:
-            events.extend(self._events(json.loads(payload), endpoint))
+            try:
+                events.extend(self._events(json.loads(payload), endpoint))
+            except (json.JSONDecodeError, ReplicaFailed) as error:
+                broken = error
+                break
         last: EngineDelta | None = None
         for event in events:
             if isinstance(event, EngineDelta):
                 if last is not None:
                     last.more = True
                 last = event
-        return events
+        return events, broken
 
     def _events(self, payload: dict[str, Any], endpoint: str) -> list[EngineEvent]:
         if "error" in payload and not payload.get("choices"):

@@ -89,7 +89,19 @@ def test_one_read_marks_every_delta_but_its_last() -> None:
     replica = OpenAIReplica("r", "m", "http://127.0.0.1:1")
     chunk = b'{"choices":[{"index":0,"delta":{"content":"%s"},"token_ids":[%d]}]}'
     usage = b'{"choices":[],"usage":{"prompt_tokens":3,"completion_tokens":2}}'
-    events = replica._read([chunk % (b"a", 1), chunk % (b"b", 2), usage], "chat")
+    events, broken = replica._read([chunk % (b"a", 1), chunk % (b"b", 2), usage], "chat")
+    assert broken is None
     deltas = [event for event in events if isinstance(event, EngineDelta)]
     assert [(d.text, d.more) for d in deltas] == [("a", True), ("b", False)]
     assert isinstance(events[-1], EngineUsage)
+
+
+def test_a_broken_event_keeps_the_events_before_it() -> None:
+    from fairgate.replicas.openai_http import OpenAIReplica
+    from fairgate.replicas.stream import EngineDelta
+
+    replica = OpenAIReplica("r", "m", "http://127.0.0.1:1")
+    good = b'{"choices":[{"index":0,"delta":{"content":"a"},"token_ids":[1]}]}'
+    events, broken = replica._read([good, b'{"choices": [', good], "chat")
+    assert isinstance(broken, ValueError)
+    assert [(e.text, e.more) for e in events if isinstance(e, EngineDelta)] == [("a", False)]
