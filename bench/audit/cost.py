@@ -4,8 +4,9 @@
 
 Gateway: CPU time of :meth:`HiddenCommitter.fingerprint` (embed every block, one thread) and of
 the commitment, per request of 128, 512 and 2048 hidden tokens. Auditor: CPU time of one
-:func:`metering.auditor.audit` at k=64, then up to 64 blocks (the CLI default), over the real protocol (signed record, Merkle proofs,
-embeddings-only openings) on honest CHAMP traces, after the model is loaded.
+:func:`metering.auditor.audit` at k=64, then up to 64 blocks (the CLI default), over the real
+protocol (signed record, Merkle proofs, embeddings-only openings) on honest CHAMP traces, after
+the model is loaded.
 """
 
 from __future__ import annotations

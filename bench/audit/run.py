@@ -1,11 +1,14 @@
 """Detection rate against opened samples, and false positives, for the semantic audit.
 
-    python -m bench.audit [--problems N] [--calibrate] [--out bench/RESULTS.md]
+    python -m bench.audit [--problems N] [--calibrate] [--train] [--out bench/RESULTS.md]
 
 Honest traces: CHAMP (``champ-dataset``) 0-Shot solutions by four models, split by problem into a
-calibration half (thresholds, length model) and a test half (everything reported). Attacks from
-:mod:`bench.audit.attacks` on the test half, donors from the test half. ``--calibrate`` writes
-the thresholds and the length model to ``metering/calibration.py`` (shipped with the release).
+calibration half (cut-offs, length model, block classifier) and a test half (everything
+reported). Attacks from :mod:`bench.audit.attacks` on each half with donors from that half.
+``--calibrate`` writes the cut-offs and the length model to ``metering/calibration.py``;
+``--train`` refits the block classifier (:mod:`bench.audit.train`) into
+``metering/block_classifier.json``; both ship with the release. Without them the run evaluates
+the shipped classifier and cut-offs recomputed from the calibration half (the same numbers).
 """
 
 from __future__ import annotations
