@@ -2,6 +2,7 @@
 
     fairgate audit --url http://HOST:PORT --audit-key KEY --receipt FILE_OR_JSON
                    [--prompt FILE --answer FILE] [--samples K | --confidence P] [--blocks B]
+                   [--checks both|learned]
                    [--reveal embeddings|full] [--tokenizer PATH]
                    [--token-mismatch fail|report] [--json]
 
@@ -11,7 +12,8 @@ challenges, the protocol checks, the semantic checks on the opened blocks' embed
 length flag, and prints a verdict with its evidence. Without them it runs one challenge and the
 protocol checks only (``--samples`` positions, default 8). ``--confidence P`` (default 0.99) sets
 the sample size from the bound in :func:`metering.auditor.samples_for`; ``--blocks B`` (default
-64) keeps opening past those positions until ``B`` blocks, or all, are open.
+64) keeps opening past those positions until ``B`` blocks, or all, are open. ``--checks learned``
+runs the learned block checks without the fixed cut-offs (fewer false positives).
 
 The receipt is a file or inline JSON: the receipt object itself, or a whole completion response
 that carries one under ``receipt``. The key may come from ``$FAIRGATE_AUDIT_KEY`` instead of
@@ -65,6 +67,8 @@ KEY_ENV = "FAIRGATE_AUDIT_KEY"
 NONCE_BYTES = 32
 KEYS_PATH = "/.well-known/fairgate-keys"
 CHALLENGE_PATH = "/v1/audit/challenge"
+CHECKS_BOTH = "both"
+CHECKS_LEARNED = "learned"
 
 
 class AuditClientError(Exception):
@@ -279,9 +283,10 @@ def _public_keys(client: httpx.Client) -> list[PublicKey]:
         raise AuditClientError(f"{KEYS_PATH}: {exc}") from None
 
 
-def default_checks() -> Checks:
+def default_checks(cutoffs: bool = True) -> Checks:
     """The shipped embedder, thresholds, block classifier and length model; raises
-    ``AuditClientError``."""
+    ``AuditClientError``. ``cutoffs=False``: the learned checks without the fixed cut-offs
+    (fewer false positives, blind to prose from another domain; ``bench/RESULTS.md``)."""
     try:
         from fairgate.metering import block_classifier
         from fairgate.metering.calibration import LENGTH, THRESHOLDS
@@ -297,6 +302,7 @@ def default_checks() -> Checks:
         thresholds=THRESHOLDS,
         length=LENGTH,
         classifier=block_classifier.load(),
+        cutoffs=cutoffs,
     )
 
 
@@ -376,6 +382,13 @@ def register(subparsers: Any) -> None:
         f"(or all) are open (default {DEFAULT_MAX_BLOCKS}; 0: positions only)",
     )
     parser.add_argument(
+        "--checks",
+        choices=[CHECKS_BOTH, CHECKS_LEARNED],
+        default=CHECKS_BOTH,
+        help="with --prompt/--answer: the learned block checks and the fixed cut-offs (both, "
+        "default), or the learned ones alone (fewer false positives; see bench/RESULTS.md)",
+    )
+    parser.add_argument(
         "--reveal",
         choices=[REVEAL_EMBEDDINGS, REVEAL_FULL],
         default=REVEAL_EMBEDDINGS,
@@ -447,6 +460,7 @@ def _full_audit(args: argparse.Namespace) -> int:
             confidence=args.confidence,
             max_blocks=args.blocks or None,
             reveal=args.reveal,
+            checks=default_checks(cutoffs=args.checks == CHECKS_BOTH),
             retokenize=retokenize,
             token_policy=TokenPolicy(args.token_mismatch),
         )

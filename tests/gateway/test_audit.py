@@ -334,6 +334,9 @@ def test_the_whole_audit_through_the_cli_gives_a_verdict(
     assert code in (0, 1) and verdict["verdict"] in ("honest", "inflated")
     assert verdict["blocks_opened"] == 4 and verdict["expected_hidden_tokens"] is not None
     assert (code == 0) == (verdict["verdict"] == "honest")
+    code = cli.main([*base, "--samples", "8", "--checks", "learned", "--json"])
+    learned = json.loads(capsys.readouterr().out)
+    assert (code == 0) == (learned["verdict"] == "honest") and learned["blocks_opened"] == 4
     assert cli.main([*base[:7], "--prompt", str(prompt)]) == 2  # --prompt without --answer
     assert "together" in capsys.readouterr().err
 
