@@ -108,6 +108,7 @@ class Generation:
         self._first_token_at: float | None = None
         self._last_token_at: float | None = None
         self._admitted_at: float | None = None
+        self._uncharged = 0  # tokens of the current upstream read not yet charged
         self.upstream = UpstreamClock()
 
     def _new_meter(self) -> RequestMeter:
@@ -169,7 +170,7 @@ class Generation:
                         f"no replica of model '{self.model.name}' could serve the request"
                     ) from None
                 # The client saw nothing: start over, without billing the lost hidden tokens.
-                self.meter, self.engine_usage = self._new_meter(), None
+                self.meter, self.engine_usage, self._uncharged = self._new_meter(), None, 0
                 self.runtime.metrics.retries.labels(self.model.name).inc()
                 log.warning(
                     "request %s: replica %s unavailable, retrying elsewhere",
@@ -208,6 +209,7 @@ class Generation:
                 elif isinstance(event, EngineUsage):
                     self.engine_usage = event
             self.upstream.ended()
+            self._charge()  # a read cut short by the reasoning budget
             tail = self._shown(self.meter.flush(), None)
             if tail is None or self._raw_text_visible():
                 tail = None
@@ -239,9 +241,10 @@ class Generation:
             engine_reasoning=delta.part is Part.REASONING,
             reasoning_text=delta.reasoning,
         )
-        generated = len(ids) or (1 if delta.text else 0)
-        if generated:
-            self._on_tokens(generated, time.monotonic())
+        # The scheduler and the token histograms see one upstream read at a time.
+        self._uncharged += len(ids) or (1 if delta.text else 0)
+        if not delta.more:
+            self._charge()
         if delta.finish_reason:
             self.finish_reason = delta.finish_reason
         if self._raw_text_visible():
@@ -251,6 +254,11 @@ class Generation:
 
     def _raw_text_visible(self) -> bool:
         return self.endpoint == "completions" and self.model.config.reasoning == "visible"
+
+    def _charge(self) -> None:
+        if self._uncharged:
+            self._on_tokens(self._uncharged, time.monotonic())
+            self._uncharged = 0
 
     def _on_tokens(self, generated: int, now: float) -> None:
         metrics, labels = self.runtime.metrics, (self.tenant, self.model.name)
