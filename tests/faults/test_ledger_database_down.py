@@ -17,9 +17,9 @@ import pytest
 
 from fairgate.metering.export import jsonl_line
 from fairgate.metering.verify import verify_export
-from tests.faults.postgres import PostgresServer, pg_bin
 from tests.faults.tally import TALLY
 from tests.support.gateway_server import GatewayServer, sim_config
+from tests.support.postgres import PostgresServer, pg_bin
 
 pytestmark = pytest.mark.timeout(120)
 

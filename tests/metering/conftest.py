@@ -8,13 +8,8 @@ installed but fails to start is an error.
 
 from __future__ import annotations
 
-import glob
 import io
 import os
-import pwd
-import shutil
-import subprocess
-import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -28,68 +23,22 @@ from fairgate.metering.ledger import Ledger, open_ledger
 from fairgate.metering.record import LedgerEntry
 from fairgate.metering.signing import SigningKey
 from fairgate.metering.usage import Usage
-
-
-def _pg_bin() -> Path | None:
-    found = shutil.which("pg_ctl")
-    if found:
-        return Path(found).resolve().parent
-    candidates = sorted(glob.glob("/usr/lib/postgresql/*/bin/pg_ctl"), reverse=True)
-    return Path(candidates[0]).parent if candidates else None
-
-
-def _server_user() -> str | None:
-    """None: run as ourselves. As root, a non-root account must own the cluster."""
-    if os.geteuid() != 0:
-        return None
-    for name in ("postgres", "nobody"):
-        try:
-            pwd.getpwnam(name)
-        except KeyError:
-            continue
-        return name
-    pytest.fail("running as root and neither 'postgres' nor 'nobody' exists to run PostgreSQL")
-
-
-def _run(args: list[str], user: str | None) -> None:
-    result = subprocess.run(args, user=user, capture_output=True, text=True, timeout=120)
-    if result.returncode != 0:
-        raise RuntimeError(f"{' '.join(args)} failed:\n{result.stdout}\n{result.stderr}")
+from tests.support.postgres import PostgresServer, pg_bin
 
 
 @pytest.fixture(scope="session")
 def postgres_server() -> Iterator[str]:
     """Conninfo URL of a fresh PostgreSQL server's ``postgres`` database, for this session."""
-    bin_dir = _pg_bin()
+    bin_dir = pg_bin()
     if bin_dir is None:
         if os.environ.get("CI"):
             pytest.fail("PostgreSQL binaries (initdb, pg_ctl) are missing in CI")
         pytest.skip("PostgreSQL binaries (initdb, pg_ctl) are not installed")
-    user = _server_user()
-    base = Path(tempfile.mkdtemp(prefix="fairgate-pg-"))
-    if user is not None:
-        entry = pwd.getpwnam(user)
-        os.chown(base, entry.pw_uid, entry.pw_gid)
-    data = base / "data"
-    _run(
-        [str(bin_dir / "initdb"), "-D", str(data), "--username=fairgate", "--auth=trust",
-         "--encoding=UTF8", "--locale=C", "--no-sync"],
-        user,
-    )  # fmt: skip
-    options = f"-c listen_addresses='' -c unix_socket_directories='{base}' -c max_connections=30"
-    _run(
-        [str(bin_dir / "pg_ctl"), "-D", str(data), "-l", str(base / "server.log"), "-o", options,
-         "-w", "-t", "60", "start"],
-        user,
-    )  # fmt: skip
+    server = PostgresServer(bin_dir, options="-c max_connections=30").init()
     try:
-        yield f"postgresql://fairgate@/postgres?host={base}"
+        yield server.url
     finally:
-        subprocess.run(
-            [str(bin_dir / "pg_ctl"), "-D", str(data), "-m", "immediate", "-w", "stop"],
-            user=user, capture_output=True, timeout=60,
-        )  # fmt: skip
-        shutil.rmtree(base, ignore_errors=True)
+        server.remove()
 
 
 @pytest.fixture

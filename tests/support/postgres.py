@@ -1,5 +1,6 @@
-"""A throwaway PostgreSQL server that a test can stop and start again (tests/metering's
-fixture runs one for a whole session; this one is the test's own, to take down)."""
+"""A throwaway PostgreSQL server in a temporary directory, reached over its Unix socket only:
+tests/metering's fixture runs one for a whole session; a fault test runs its own, to take down
+and start again."""
 
 from __future__ import annotations
 
@@ -21,10 +22,11 @@ def pg_bin() -> Path | None:
 
 
 class PostgresServer:
-    def __init__(self, bin_dir: Path) -> None:
+    def __init__(self, bin_dir: Path, *, options: str = "", prefix: str = "fairgate-pg-") -> None:
         self.bin = bin_dir
+        self.options = options
         self.user = _server_user()
-        self.base = Path(tempfile.mkdtemp(prefix="fairgate-pg-fault-"))
+        self.base = Path(tempfile.mkdtemp(prefix=prefix))
         if self.user is not None:
             entry = pwd.getpwnam(self.user)
             os.chown(self.base, entry.pw_uid, entry.pw_gid)
@@ -48,7 +50,7 @@ class PostgresServer:
         return self.start()
 
     def start(self) -> PostgresServer:
-        options = f"-c listen_addresses='' -c unix_socket_directories='{self.base}'"
+        options = f"-c listen_addresses='' -c unix_socket_directories='{self.base}' {self.options}"
         self._run("pg_ctl", "-D", str(self.data), "-l", str(self.base / "server.log"),
                   "-o", options, "-w", "-t", "60", "start")  # fmt: skip
         return self
