@@ -14,7 +14,15 @@ import time
 from collections.abc import Callable
 
 from fairgate.gateway.errors import RateLimited, Unavailable
-from fairgate.scheduler import InflightTuner, Job, NoReplica, QueueFull, Scheduler, UnknownJob
+from fairgate.scheduler import (
+    InflightTuner,
+    Job,
+    NoReplica,
+    QueueFull,
+    Scheduler,
+    UnknownJob,
+    UnknownReplica,
+)
 
 
 class Dispatcher:
@@ -136,7 +144,11 @@ class Dispatcher:
         current = tuner.limit
         limit = tuner.observe(running, waiting, self._clock())
         if limit != current:
-            self.scheduler.set_inflight_limit(replica_id, limit)
+            try:
+                self.scheduler.set_inflight_limit(replica_id, limit)
+            except UnknownReplica:  # read just before a reload removed it
+                self._tuners.pop(replica_id, None)
+                return
             self.pump()
 
     def replica_health(self, replica_id: str, healthy: bool) -> None:
