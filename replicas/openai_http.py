@@ -201,14 +201,9 @@ class OpenAIReplica:
             return None
         return EngineLoad(int(running), int(waiting))
 
-    async def close_streams(self) -> None:
-        """Close the pooled stream session only (the httpx client may be shared)."""
-        session, self._session = self._session, None
-        if session is not None:
-            await session.close()
-
     async def aclose(self) -> None:
-        await self.close_streams()
+        if self._session is not None:
+            await self._session.close()
         await self._client.aclose()
 
 

@@ -134,7 +134,6 @@ class RayVllmReplica:
         self.pids: set[int] = set()  # engine process groups seen (for a last sweep, locally)
         self._actor: Any = None
         self._http: OpenAIReplica | None = None
-        self._closing: set[asyncio.Task[None]] = set()  # replaced replicas' sessions closing
         self._client = httpx.AsyncClient(
             timeout=httpx.Timeout(connect=5.0, read=600.0, write=30.0, pool=30.0)
         )
@@ -240,10 +239,6 @@ class RayVllmReplica:
         self._actor = None
 
     async def aclose(self) -> None:
-        if self._http is not None:
-            await self._http.close_streams()
-        if self._closing:
-            await asyncio.gather(*self._closing, return_exceptions=True)
         await self._client.aclose()
 
     # -- health ------------------------------------------------------------------------
@@ -347,17 +342,11 @@ class RayVllmReplica:
 
     def _set_url(self, url: str | None) -> None:
         self.url = url
-        old, self._http = (
-            self._http,
+        self._http = (
             None
             if url is None
-            else OpenAIReplica(self.replica_id, self.model, url, client=self._client),
+            else OpenAIReplica(self.replica_id, self.model, url, client=self._client)
         )
-        if old is not None:
-            # Its pooled aiohttp session would otherwise be left open ("Unclosed client session").
-            task = asyncio.get_running_loop().create_task(old.close_streams())
-            self._closing.add(task)
-            task.add_done_callback(self._closing.discard)
 
     def _require_http(self) -> OpenAIReplica:
         if self._http is None:

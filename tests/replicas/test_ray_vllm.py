@@ -150,17 +150,3 @@ async def test_a_gone_actor_is_created_again(monkeypatch: pytest.MonkeyPatch) ->
 
 async def _async(value: Any) -> Any:
     return value
-
-
-async def test_a_new_engine_url_closes_the_old_stream_session() -> None:
-    replica = _replica()
-    replica._set_url("http://127.0.0.1:1")
-    old = replica._http
-    assert old is not None
-    session = old._streams()  # as a stream to the first engine would have opened it
-    replica._set_url("http://127.0.0.1:2")  # the engine restarted on another port
-    await asyncio.gather(*replica._closing)
-    assert session.closed and replica._http is not old
-    newer = replica._http._streams() if replica._http is not None else None
-    await replica.aclose()
-    assert newer is not None and newer.closed
