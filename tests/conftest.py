@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+from collections.abc import Iterator
+
 import pytest
 
 from fairgate.replicas.torch_guard import hide_broken_extensions
@@ -18,3 +21,16 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if item.get_closest_marker("e2e") and not item.get_closest_marker("timeout"):
             item.add_marker(pytest.mark.timeout(E2E_TIMEOUT_S))
+
+
+@pytest.fixture(autouse=True)
+def _cores_kept() -> Iterator[None]:
+    """Fails a test that leaves this process pinned to fewer cores: Ray, the engines and every
+    later subprocess inherit the affinity, and one bench run in-process once left the whole
+    e2e half of the suite on one core."""
+    cores = os.sched_getaffinity(0)
+    yield
+    left = os.sched_getaffinity(0)
+    if left != cores:
+        os.sched_setaffinity(0, cores)
+        pytest.fail(f"the test left this process on cores {sorted(left)}, not {sorted(cores)}")

@@ -223,7 +223,17 @@ def _versions(targets: list[Target], peers_versions: dict[str, str]) -> dict[str
 
 
 def run(settings: Settings, workdir: Path, peers_venv: Path) -> dict[str, Any]:
+    # The load generator gets its own core; the caller's cores come back afterwards, since
+    # everything this process starts later (a test session's Ray, say) inherits them.
+    cores = os.sched_getaffinity(0)
     os.sched_setaffinity(0, {LOAD_CORE})
+    try:
+        return _run_pinned(settings, workdir, peers_venv)
+    finally:
+        os.sched_setaffinity(0, cores)
+
+
+def _run_pinned(settings: Settings, workdir: Path, peers_venv: Path) -> dict[str, Any]:
     peers = ensure_peer_env(peers_venv, install=False)
     upstream, url = _start_upstream(workdir, settings.token_gap_ms)
     targets: list[Target] = []
