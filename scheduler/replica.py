@@ -17,7 +17,7 @@ class Replica:
     queue: LocalPolicy
     inflight_limit: int
     healthy: bool = True
-    inflight: dict[str, None] = field(default_factory=dict)  # job ids, in admission order
+    inflight: dict[str, str] = field(default_factory=dict)  # job id -> tenant, admission order
     prompt_tokens: int = 0  # prompt tokens admitted here
     predicted_hit_tokens: int = 0  # of those, cached according to the index at admission
     reported_prompt_tokens: int = 0  # prompt tokens of jobs whose engine reported a count
@@ -39,6 +39,9 @@ class Replica:
         return sum(
             work if t == tenant else min(work, job_work) for t, work in self.queued_work.items()
         )
+
+    def tenants(self) -> set[str]:
+        return set(self.queued_work) | set(self.inflight.values())
 
     def add_queued(self, tenant: str, work: float) -> None:
         left = self.queued_work.get(tenant, 0.0) + work

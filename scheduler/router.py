@@ -38,6 +38,10 @@ class Candidate(Protocol):
         """Queued work a new job of ``tenant`` of ``job_work`` would wait behind here."""
         ...
 
+    def tenants(self) -> set[str]:
+        """Tenants with jobs queued or running here."""
+        ...
+
     def prefix_match(self, job: Job) -> int:
         """Tokens of ``job.prompt`` this replica's prefix index holds."""
         ...

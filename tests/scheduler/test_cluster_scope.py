@@ -1,5 +1,6 @@
 """Cluster-scope fairness accounts: a refill on one replica cannot give tenants queued
-elsewhere credit without bound; routing charges expected work and settles it at the end."""
+elsewhere credit without bound (the bug of 2026-12-01); routing charges expected work and
+settles it at the end."""
 
 from __future__ import annotations
 
@@ -24,7 +25,9 @@ ops = st.lists(
 
 @settings(max_examples=200, deadline=None, database=None)
 @given(ops=ops, weights=st.sampled_from([(1, 1, 1), (1, 2, 1), (3, 1, 0.5)]))
-def test_no_tenant_ever_holds_more_than_one_quantum_of_credit(ops, weights):
+def test_no_tenant_ever_holds_more_than_two_quanta_of_credit(ops, weights):
+    """A refill raises no one past the least credited backlogged tenant + one quantum (per
+    unit of weight); that tenant holds at most one (the refill stops at its first positive)."""
     sched = Scheduler(
         SchedulerConfig(
             policy="dlpm",
@@ -55,7 +58,7 @@ def test_no_tenant_ever_holds_more_than_one_quantum_of_credit(ops, weights):
         for name, weight in zip(TENANTS, weights, strict=True):
             credit = sched.stats().tenants.get(name)
             if credit is not None:
-                assert credit.deficit <= QUANTUM * weight + 1e-9, (name, credit.deficit)
+                assert credit.deficit <= 2 * QUANTUM * weight + 1e-9, (name, credit.deficit)
 
 
 def test_routing_charges_expected_output_and_settles_at_finish():

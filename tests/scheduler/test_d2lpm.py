@@ -90,6 +90,8 @@ class FakeReplica:
     queued: int = 0
     hit: int = 0
     ahead: float = 0.0
+    present: frozenset[str] = frozenset()
+    room: int = 1_000
 
     def load(self) -> int:
         return self.queued
@@ -98,7 +100,7 @@ class FakeReplica:
         return 100.0 * self.queued
 
     def cache_room(self) -> int:
-        return 1_000
+        return self.room
 
     def prefix_match(self, job: Job) -> int:
         return self.hit
@@ -108,6 +110,9 @@ class FakeReplica:
 
     def work_ahead(self, tenant: str, job_work: float) -> float:
         return self.ahead
+
+    def tenants(self) -> set[str]:
+        return set(self.present)
 
 
 def test_too_uneven_queues_fall_back_to_least_load():
@@ -169,3 +174,37 @@ def test_huge_prompts_do_not_buy_a_bigger_quantum():
         router.route(Job(f"{t}0", t, "m", tuple(range(1000)), 0), reps)
     router.route(Job("big", "huge", "m", tuple(range(20_000)), 0), reps)
     assert router.deficits("huge") == {"a": 4 * 1000.0, "b": 4 * 1000.0}
+
+
+def test_a_new_prefix_goes_beside_the_tenant_that_asks_most():
+    """The flood asks 40 jobs, the other light tenant 4: a fair local order takes the
+    newcomer's share from the flood, not from the light tenant, so it is placed beside the
+    flood although that replica holds more work (measured: bench.fairness' flood)."""
+    book = TenantBook()
+    book.account("flood").queued = 40
+    book.account("light-a").queued = 4
+    router = D2LPM(SchedulerConfig(), book)
+    beside_light = FakeReplica("a", queued=4, present=frozenset({"light-a"}))
+    beside_flood = FakeReplica("b", queued=40, present=frozenset({"flood"}))
+    job = Job("j", "light-b", "m", tuple(range(50)), 16)
+    assert router.route(job, [beside_light, beside_flood]).replica_id == "b"
+    assert router.reasons == {"place": 1}
+    fresh = D2LPM(SchedulerConfig(), book)  # an empty replica is better still
+    empty = FakeReplica("c")
+    assert fresh.route(job, [beside_light, beside_flood, empty]).replica_id == "c"
+
+
+def test_a_kept_tenant_is_refilled_where_it_is_kept_so_its_debt_stays_bounded():
+    """Its prefix is cached on "a" only and "b" has no room: every job stays on "a". The
+    credit it holds on "b" must not keep it from being refilled on "a" (it was: its debt
+    there grew by every job, and once "b" had room it would have avoided "a" for as long)."""
+    router = D2LPM(SchedulerConfig(replica_quantum=100.0, replica_quantum_jobs=0.0), TenantBook())
+    cached = FakeReplica("a", hit=40, room=0)
+    full = FakeReplica("b", room=0)
+    router.route(Job("j0", "t", "m", tuple(range(50)), 0), [FakeReplica("a"), full])
+    for i in range(1, 200):
+        job = Job(f"j{i}", "t", "m", tuple(range(50)), 0)
+        assert router.route(job, [cached, full]).replica_id == "a"
+        router.charge("t", "a", 10.0)  # what the scheduler charges: the uncached 10 tokens
+        assert -10 <= router.deficits("t")["a"] <= 100, router.deficits("t")
+    assert router.reasons["kept"] > 0
