@@ -2,6 +2,11 @@
 
     GET    /admin/tenants      every tenant: weight, limits, reasoning budget, prompt guard,
                                key ids, and the budget spent this period
+    PATCH  /admin/tenants/{name}
+                               {"weight"?, "limits"?, "max_reasoning_tokens"?}: set them, for
+                               the next request and across restarts (``tenant_settings``)
+    DELETE /admin/tenants/{name}/settings
+                               drop those settings: the configuration file's apply again
     POST   /admin/keys         {"tenant", "weight"?}: a new key, shown in this answer only
                                (stored as its SHA-256 digest)
     DELETE /admin/keys/{id}    revoke a key; the next request with it gets a 401
@@ -29,6 +34,7 @@ from fairgate.gateway.admin import record_action, require_admin
 from fairgate.gateway.auth import KeyStore, StoredKey, Tenant, digest, key_id, new_key
 from fairgate.gateway.errors import APIError, InvalidRequest, RecordNotFound, invalid_request
 from fairgate.gateway.runtime import Runtime
+from fairgate.gateway.tenant_settings import TenantSettings
 
 router = APIRouter(prefix="/admin")
 
@@ -44,11 +50,59 @@ class KeyNotFound(RecordNotFound):
     code = "key_not_found"
 
 
+class TenantNotFound(RecordNotFound):
+    code = "tenant_not_found"
+
+
 @router.get("/tenants")
 async def list_tenants(request: Request) -> dict[str, Any]:
     runtime = require_admin(request)
     await record_action(runtime, request, "tenants")
     return {"object": "list", "data": [describe(runtime, name) for name in sorted(runtime.tenants)]}
+
+
+@router.patch("/tenants/{name}")
+async def update_tenant(request: Request, name: str) -> dict[str, Any]:
+    runtime = require_admin(request)
+    try:
+        _known(runtime, name)
+        settings = TenantSettings.model_validate(await _json(request))
+    except ValidationError as error:
+        await record_action(runtime, request, "tenant_update_failed", status_code=400)
+        raise invalid_request(error) from None
+    except APIError as error:
+        await record_action(runtime, request, "tenant_update_failed", status_code=error.status)
+        raise
+    await asyncio.to_thread(runtime.tenant_settings.set, name, settings)
+    runtime.apply_tenant_settings()
+    await record_action(runtime, request, "tenant_updated", tenant=name)
+    return describe(runtime, name)
+
+
+@router.delete("/tenants/{name}/settings")
+async def clear_tenant_settings(request: Request, name: str) -> dict[str, Any]:
+    runtime = require_admin(request)
+    try:
+        _known(runtime, name)
+    except APIError as error:
+        await record_action(runtime, request, "tenant_clear_failed", status_code=error.status)
+        raise
+    await asyncio.to_thread(runtime.tenant_settings.clear, name)
+    runtime.apply_tenant_settings()
+    await record_action(runtime, request, "tenant_settings_cleared", tenant=name)
+    return describe(runtime, name)
+
+
+def _known(runtime: Runtime, name: str) -> None:
+    if name not in runtime.tenants:
+        raise TenantNotFound(f"No tenant named '{name}'.", param="name")
+
+
+async def _json(request: Request) -> Any:
+    try:
+        return await request.json()
+    except ValueError:
+        raise InvalidRequest("The request body must be JSON.") from None
 
 
 @router.post("/keys")
@@ -100,11 +154,9 @@ async def revoke_key(request: Request, id_: str) -> dict[str, Any]:
 
 async def _key_request(request: Request) -> KeyRequest:
     try:
-        return KeyRequest.model_validate(await request.json())
+        return KeyRequest.model_validate(await _json(request))
     except ValidationError as error:
         raise invalid_request(error) from None
-    except ValueError:
-        raise InvalidRequest("The request body must be JSON.") from None
 
 
 async def _revoke_shared(runtime: Runtime, id_: str) -> StoredKey | None:
@@ -146,5 +198,6 @@ def describe(runtime: Runtime, name: str) -> dict[str, Any]:
             config.prompt_guard.model_dump(mode="json") if config and config.prompt_guard else None
         ),
         "budget_spent": None if spent is None else str(spent),
+        "settings": runtime.tenant_settings.load().get(name, {}),  # made here, over the file's
         "keys": keys,
     }

@@ -30,6 +30,7 @@ from fairgate.gateway.recorder import Recorder
 from fairgate.gateway.replica_set import MetricsListener, ModelRuntime, ReplicaSet
 from fairgate.gateway.shared_keys import SYNC_S, open_shared_keys
 from fairgate.gateway.telemetry import Telemetry
+from fairgate.gateway.tenant_settings import TenantSettingsStore
 from fairgate.metering.reasoning import Markers
 from fairgate.metering.tokens import load_tokenizer
 from fairgate.replicas.base import Replica
@@ -80,7 +81,10 @@ class Runtime:
         registry: CollectorRegistry | None = None,
         recorder: Recorder | None = None,
     ) -> None:
+        self.tenant_settings = TenantSettingsStore(config.data_dir)
+        self._file_tenants = config.tenants
         config = with_default_model(config)
+        config = config.model_copy(update={"tenants": self.tenant_settings.apply(config.tenants)})
         self.config = config
         self.registry = registry or CollectorRegistry()
         self.metrics = GatewayMetrics(self.registry)
@@ -245,12 +249,20 @@ class Runtime:
             m.model_copy(update={"replicas": counts[m.name]}) if m.name in counts else m
             for m in self.config.models
         ]
-        live = {"models": models, "tenants": new.tenants, "guards": new.guards}
+        self._file_tenants = new.tenants
+        tenants = self.tenant_settings.apply(new.tenants)
+        live = {"models": models, "tenants": tenants, "guards": new.guards}
         self.config = self.config.model_copy(update=live)
         self._apply_tenants()
         for item in plan.needs_restart:
             log.warning("reload: %s changed; restart the gateway to apply it", item)
         return {"scaled": applied, "needs_restart": list(plan.needs_restart)}
+
+    def apply_tenant_settings(self) -> None:
+        """The admin API's tenant settings changed: they take effect for the next request."""
+        tenants = self.tenant_settings.apply(self._file_tenants)
+        self.config = self.config.model_copy(update={"tenants": tenants})
+        self._apply_tenants()
 
     def _apply_tenants(self) -> None:
         """A reload's tenants, keys, weights, limits and guards take effect at once."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import faulthandler
 import json
 import logging
 import os
@@ -51,6 +52,9 @@ def ensure_default_tenant(config: Config) -> None:
 
 def serve(config: Config, *, host: str | None, port: int | None, log_level: str) -> int:
     setup_logging(log_level)
+    # A crash in native code (Ray's core worker, torch) then leaves every thread's Python stack
+    # in the log instead of a bare exit status.
+    faulthandler.enable()
     hide_broken_extensions()  # the tokenizers load transformers in this process too
     check_models(config)  # a broken model folder ends the start here (exit 2)
     config.data_dir.mkdir(parents=True, exist_ok=True)
