@@ -19,8 +19,8 @@ Without the cap, a tenant refilled while others were served could leave, return,
 
 Accounts live in a ``fairness.Ledger``: this replica's own, or one shared by the cluster; a
 refill is sized by the tenants waiting here and given to every tenant backlogged in the
-ledger's scope, but raises no deficit more than Q_u * weight past the least credited backlogged
-tenant's (per unit of weight), nor past Q_u * weight when that one is in debt (``_refill``).
+ledger's scope, but raises no deficit more than Q_u * weight past the best credited tenant
+queued here (per unit of weight), so never past 2 Q_u * weight (``_refill``).
 
 Bound (tested in tests/scheduler/test_dlpm.py): with one in-flight slot, a backlogged tenant's
 deficit stays in (-U, Q_u * weight] (it is admitted only with credit, one job adds at most U,
@@ -131,12 +131,12 @@ class DLPM(LocalPolicy):
     def _refill(self, here: list[str]) -> None:
         """Enough rounds for one tenant queued here to turn positive, given to every tenant
         backlogged in the ledger's scope; none is raised more than one quantum (per unit of
-        weight) past the least credited backlogged tenant, or past one quantum.
+        weight) past the best credited tenant queued here, which holds at most one.
 
         The cap matters in cluster scope: a refill sized by the tenants queued on this
         replica would otherwise credit tenants queued elsewhere that are not spending (their
-        replica is slower, or their jobs are held there) without bound. It is relative, not
-        one quantum flat: a tenant queued elsewhere that holds credit because a flood it
+        replica is slower, or their jobs are held there) without bound. It is two quanta at
+        most, not one: a tenant queued elsewhere that holds credit because a flood it
         shares a replica with was served here too keeps what it is owed (measured, a flat
         cap gave the flood 1.2x the light tenant's service in
         tests/scheduler/test_cluster_credit.py). For the tenants queued here it never binds
@@ -148,7 +148,7 @@ class DLPM(LocalPolicy):
         rounds = max(rounds, 1)
         before = {t: self._deficits.get(t, 0.0) for t in self.ledger.backlogged()}
         raised = {t: d + rounds * self.quantum * weight(t) for t, d in before.items()}
-        lead = self.quantum + max(0.0, min(d / weight(t) for t, d in raised.items()))
+        lead = self.quantum + max(0.0, max(raised[t] / weight(t) for t in here))
         for t, d in raised.items():
             self._deficits[t] = max(before[t], min(d, lead * weight(t)))
         self.refills += rounds

@@ -7,8 +7,8 @@ A ledger covers a *scope*: the jobs queued under it and the service charged to i
 - ``cluster`` scope (the default): all replicas' local policies share one ledger. A tenant's
   service on any replica counts on every replica, and a refill triggered on one replica
   credits every backlogged tenant of the cluster, so a tenant that found few free slots where
-  its jobs were queued is paid back wherever it next competes (no further than one quantum
-  past the least credited backlogged tenant: ``dlpm.DLPM._refill``). With one replica both
+  its jobs were queued is paid back wherever it next competes (no further than two quanta:
+  ``dlpm.DLPM._refill``). With one replica both
   scopes are identical.
 """
 

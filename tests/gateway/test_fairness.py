@@ -110,8 +110,10 @@ def test_flooding_tenant_with_full_engines(tmp_path: Path, scheduler: dict[str, 
         assert all(r["status"] == "ok" for r in server.records())
         shares = _shares(server, end)
     light = [shares["light-a"], shares["light-b"]]
-    if scheduler is None:  # the defaults: dlpm + d2lpm
-        assert min(light) >= 0.8, shares
+    if scheduler is None:  # the defaults: dlpm + d2lpm, cluster-level credit
+        # measured 2026-12-02 over 5 runs: light 0.93-0.99, flood 1.03-1.11 (bench/RESULTS.md)
+        assert min(light) >= 0.85, shares
+        assert shares["flood"] <= 1.25, shares
     else:
         assert max(light) < 0.5, shares
 

@@ -126,7 +126,7 @@ def test_no_credit_or_debt_grows_without_bound(outputs, slots):
     for t in range(600):
         drv.tick(t)
         for name, account in drv.sched.stats().tenants.items():
-            # a refill lifts no one past the least credited backlogged tenant + one quantum
+            # a refill lifts no one past the best credited tenant queued there + one quantum
             assert account.deficit <= 2 * QUANTUM + 1e-9, (name, account.deficit)
             # admitted only with credit, each admission at most one job's work, plus what
             # in-flight jobs were charged ahead

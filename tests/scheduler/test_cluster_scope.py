@@ -26,8 +26,9 @@ ops = st.lists(
 @settings(max_examples=200, deadline=None, database=None)
 @given(ops=ops, weights=st.sampled_from([(1, 1, 1), (1, 2, 1), (3, 1, 0.5)]))
 def test_no_tenant_ever_holds_more_than_two_quanta_of_credit(ops, weights):
-    """A refill raises no one past the least credited backlogged tenant + one quantum (per
-    unit of weight); that tenant holds at most one (the refill stops at its first positive)."""
+    """A refill raises no one past the best credited tenant queued where it happens + one
+    quantum (per unit of weight); that tenant holds at most one (the refill stops at the first
+    positive)."""
     sched = Scheduler(
         SchedulerConfig(
             policy="dlpm",
