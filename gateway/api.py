@@ -6,14 +6,16 @@ import asyncio
 import contextlib
 import json
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Callable
-from typing import Any
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
+from typing import Any, TypeVar
 
+import msgspec
 from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse, Response, StreamingResponse
+from fastapi.responses import JSONResponse, Response
 from pydantic import ValidationError
 
 from fairgate.gateway.auth import bearer_token
+from fairgate.gateway.client_gone import ClientGone
 from fairgate.gateway.errors import (
     APIError,
     ContextTooLong,
@@ -23,7 +25,9 @@ from fairgate.gateway.errors import (
     Unauthorized,
     invalid_request,
 )
+from fairgate.gateway.event_stream import EventStream
 from fairgate.gateway.generation import Generation, RequestOutcome, Visible, first_or_end
+from fairgate.gateway.plain_route import PlainRoute
 from fairgate.gateway.render import Renderer, sse
 from fairgate.gateway.replica_set import ModelRuntime
 from fairgate.gateway.runtime import Runtime
@@ -32,18 +36,27 @@ from fairgate.metering.usage import Usage
 from fairgate.replicas.stream import Endpoint
 
 router = APIRouter()
+T = TypeVar("T")
 MAX_BODY_BYTES = 16 * 1024 * 1024
 OVERHEAD_HEADER = "x-fairgate-overhead-ms"  # the gateway's own time (gateway.overhead)
+DONE = b"data: [DONE]\n\n"
+_decode = msgspec.json.Decoder().decode
 
 
-@router.post("/v1/chat/completions")
 async def chat_completions(request: Request) -> Response:
     return await _generate(request, "chat")
 
 
-@router.post("/v1/completions")
 async def completions(request: Request) -> Response:
     return await _generate(request, "completions")
+
+
+router.add_api_route(
+    "/v1/chat/completions", chat_completions, methods=["POST"], route_class_override=PlainRoute
+)
+router.add_api_route(
+    "/v1/completions", completions, methods=["POST"], route_class_override=PlainRoute
+)
 
 
 @router.get("/v1/models")
@@ -155,12 +168,19 @@ async def json_body(request: Request) -> dict[str, Any]:
     if len(raw) > MAX_BODY_BYTES:
         raise PayloadTooLarge(f"request body exceeds {MAX_BODY_BYTES} bytes")
     try:
-        data = json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise InvalidRequest(f"We could not parse the JSON body of your request: {error}") from None
+        data = _decode(raw)
+    except msgspec.DecodeError:
+        data = _json_or_error(raw)  # what msgspec refuses and json takes (NaN), or its error
     if not isinstance(data, dict):
         raise InvalidRequest("The request body must be a JSON object.")
     return data
+
+
+def _json_or_error(raw: bytes) -> Any:
+    try:
+        return json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise InvalidRequest(f"We could not parse the JSON body of your request: {error}") from None
 
 
 def _validate(endpoint: Endpoint, data: dict[str, Any]) -> dict[str, Any]:
@@ -200,29 +220,17 @@ def _response_id(endpoint: Endpoint, request_id: str) -> str:
     return f"chatcmpl-{suffix}" if endpoint == "chat" else f"cmpl-{suffix}"
 
 
-async def _until_disconnect(request: Request) -> None:
-    while True:
-        message = await request.receive()
-        if message["type"] == "http.disconnect":
-            return
-
-
-async def or_disconnect(request: Request, work: Any) -> Any:
+async def or_disconnect(request: Request, work: Awaitable[T]) -> T:
     """Await ``work`` unless the client goes away first, in which case cancel it."""
-    task = asyncio.ensure_future(work)
-    watcher = asyncio.ensure_future(_until_disconnect(request))
+    watch = ClientGone(request.receive)
     try:
-        await asyncio.wait({task, watcher}, return_when=asyncio.FIRST_COMPLETED)
+        return await work
+    except asyncio.CancelledError:
+        if watch.absorb():
+            raise asyncio.CancelledError("client disconnected") from None
+        raise
     finally:
-        watcher.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await watcher
-    if not task.done():
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError, APIError):
-            await task
-        raise asyncio.CancelledError("client disconnected")
-    return task.result()
+        watch.close()
 
 
 async def finished(
@@ -232,7 +240,7 @@ async def finished(
     replica that served it in ``headers``."""
 
     async def collect() -> list[Visible]:
-        return [piece async for piece in generation.run()]
+        return [piece async for read in generation.run() for piece in read]
 
     pieces = await or_disconnect(request, collect())
     headers[OVERHEAD_HEADER] = f"{generation.upstream.overhead_ms(generation.started):.3f}"
@@ -246,8 +254,8 @@ async def finished(
 
 async def started(
     request: Request, generation: Generation, headers: dict[str, str]
-) -> tuple[AsyncGenerator[Visible, None], Visible | None]:
-    """Start a streaming generation up to its first piece: errors before it (no replica, a
+) -> tuple[AsyncGenerator[list[Visible], None], list[Visible] | None]:
+    """Start a streaming generation up to its first read: errors before it (no replica, a
     rejected request) stay HTTP errors. Names the replica in ``headers``."""
     stream = generation.run()
     first, has_first = await or_disconnect(request, first_or_end(stream))
@@ -257,10 +265,8 @@ async def started(
     return stream, first if has_first else None
 
 
-def event_stream(body: AsyncIterator[bytes], headers: dict[str, str]) -> StreamingResponse:
-    return StreamingResponse(
-        body, media_type="text/event-stream", headers={**headers, "cache-control": "no-cache"}
-    )
+def event_stream(body: AsyncIterator[bytes], headers: dict[str, str]) -> Response:
+    return EventStream(body, headers)
 
 
 async def _complete(
@@ -280,40 +286,37 @@ async def _stream(
 async def _sse_body(
     generation: Generation,
     renderer: Renderer,
-    stream: AsyncGenerator[Visible, None],
-    first: Visible | None,
+    stream: AsyncGenerator[list[Visible], None],
+    first: list[Visible] | None,
 ) -> AsyncIterator[bytes]:
-    """Each chunk goes out as soon as it exists; only the one carrying ``finish_reason`` waits
-    for the ledger record, so that the stream's last chunk can carry the receipt."""
+    """The chunks of each upstream read go out together as soon as they exist; only the one
+    carrying ``finish_reason`` waits for the ledger record, so that the stream's last chunk
+    can carry the receipt."""
     final: dict[str, Any] | None = None
     opened = False
-    held: list[bytes] = []  # chunks of one upstream read, sent with one write
     try:
-        visible = first
-        while visible is not None:
-            prompt_ids = generation.engine_prompt or generation.prompt_ids
-            opening, opened = not opened, True
-            if final is not None:
-                held.append(sse(final))
-                final = None
-            if visible.finish_reason:
-                final = renderer.chunk(visible, first=opening, prompt_ids=prompt_ids)
-            else:
-                held.append(renderer.chunk_bytes(visible, first=opening, prompt_ids=prompt_ids))
-            if held and not visible.more:
+        read = first
+        while read is not None:
+            held: list[bytes] = []
+            for visible in read:
+                prompt_ids = generation.engine_prompt or generation.prompt_ids
+                opening, opened = not opened, True
+                if final is not None:
+                    held.append(sse(final))
+                    final = None
+                if visible.finish_reason:
+                    final = renderer.chunk(visible, first=opening, prompt_ids=prompt_ids)
+                else:
+                    held.append(renderer.chunk_bytes(visible, first=opening, prompt_ids=prompt_ids))
+            if held:
                 yield b"".join(held)
-                held.clear()
-            visible = await anext(stream, None)
+            read = await anext(stream, None)
     except APIError as error:
-        if final is not None:
-            held.append(sse(final))
-        yield b"".join([*held, sse(error.body())])
+        yield (sse(final) if final is not None else b"") + sse(error.body())
         return
     finally:
         with contextlib.suppress(Exception):
             await stream.aclose()
-    if held:  # pragma: no cover - the last step never says another follows
-        yield b"".join(held)
     outcome = generation.outcome
     if outcome is None:  # pragma: no cover - run() always ends with an outcome
         return
@@ -324,10 +327,8 @@ async def _sse_body(
             prompt_ids=outcome.prompt_token_ids,
         )
     if renderer.want_usage:
-        yield sse(final)
-        yield sse(renderer.usage_chunk(outcome))
+        yield sse(final) + sse(renderer.usage_chunk(outcome)) + DONE
     else:
         if outcome.receipt is not None:
             final["receipt"] = outcome.receipt
-        yield sse(final)
-    yield sse("[DONE]")
+        yield sse(final) + DONE

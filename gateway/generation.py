@@ -5,9 +5,10 @@
        └──────────── cancelled / failed ──────────────▶ finished
 
 ``Generation.run()`` yields what the client may see of each engine step, already split into
-visible and hidden parts by the model's reasoning policy. Whatever happens (success, engine
-failure, the client going away) it ends by recording exactly one ledger record, shielded
-from cancellation, before the caller sends its last byte.
+visible and hidden parts by the model's reasoning policy, one list per upstream read (the
+steps that arrived together, so that a relay handles and sends them at once). Whatever
+happens (success, engine failure, the client going away) it ends by recording exactly one
+ledger record, shielded from cancellation, before the caller sends its last byte.
 """
 
 from __future__ import annotations
@@ -32,10 +33,12 @@ from fairgate.replicas.errors import ReplicaFailed, ReplicaRejected, ReplicaUnav
 from fairgate.replicas.stream import (
     Endpoint,
     EngineDelta,
+    EngineEvent,
     EnginePrompt,
     EngineRequest,
     EngineUsage,
     Part,
+    in_reads,
 )
 
 if TYPE_CHECKING:
@@ -48,15 +51,13 @@ log = logging.getLogger("fairgate.generation")
 
 @dataclass(slots=True)
 class Visible:
-    """What the client may see of one engine step. ``more``: another one follows at once,
-    from the same upstream read (a relay may send both with one write)."""
+    """What the client may see of one engine step."""
 
     text: str = ""
     reasoning: str = ""
     token_ids: list[int] = field(default_factory=list)
     logprobs: list[dict[str, Any]] = field(default_factory=list)
     finish_reason: str | None = None
-    more: bool = False
 
 
 @dataclass(slots=True)
@@ -108,8 +109,10 @@ class Generation:
         self._first_token_at: float | None = None
         self._last_token_at: float | None = None
         self._admitted_at: float | None = None
-        self._uncharged = 0  # tokens of the current upstream read not yet charged
         self.upstream = UpstreamClock()
+        self._show_reasoning = model.config.reasoning == "visible"
+        # Visible reasoning on legacy completions: the client sees the model's raw text.
+        self._raw_text = endpoint == "completions" and self._show_reasoning
 
     def _new_meter(self) -> RequestMeter:
         meter = make_meter(
@@ -126,7 +129,7 @@ class Generation:
     def engine_prompt(self) -> tuple[int, ...]:
         return self.meter.prompt_ids
 
-    async def run(self) -> AsyncGenerator[Visible, None]:
+    async def run(self) -> AsyncGenerator[list[Visible], None]:
         status: str = Status.CLIENT_DISCONNECTED
         code = 499
         try:
@@ -140,7 +143,7 @@ class Generation:
             with anyio.CancelScope(shield=True):
                 await self._finish(status, code)
 
-    async def _attempts(self) -> AsyncIterator[Visible]:
+    async def _attempts(self) -> AsyncIterator[list[Visible]]:
         tried: set[str] = set()
         while True:
             replica_id = await within(
@@ -170,7 +173,7 @@ class Generation:
                         f"no replica of model '{self.model.name}' could serve the request"
                     ) from None
                 # The client saw nothing: start over, without billing the lost hidden tokens.
-                self.meter, self.engine_usage, self._uncharged = self._new_meter(), None, 0
+                self.meter, self.engine_usage = self._new_meter(), None
                 self.runtime.metrics.retries.labels(self.model.name).inc()
                 log.warning(
                     "request %s: replica %s unavailable, retrying elsewhere",
@@ -178,46 +181,26 @@ class Generation:
                     replica_id,
                 )
 
-    async def _stream(self, replica: Replica) -> AsyncIterator[Visible]:
+    async def _stream(self, replica: Replica) -> AsyncIterator[list[Visible]]:
         request = EngineRequest(
             self.request_id, self.endpoint, self._upstream_body(), self.prompt_ids
         )
         self.upstream.request_sent()
-        events = stall_guard(replica.stream(request), self.runtime.controls.stall_timeout_s)
-        # Each shown step waits in ``pending`` until the next one of its upstream read (or the
-        # read's end) says whether another follows at once; no step waits for I/O.
-        pending: Visible | None = None
+        reads = stall_guard(_reads(replica, request), self.runtime.controls.stall_timeout_s)
         try:
-            async for event in events:
+            async for events in reads:
                 self.upstream.event()
-                if isinstance(event, EngineDelta):
-                    shown = self._on_delta(event)
-                    if shown is not None:
-                        self._sent_visible = True
-                        if pending is not None:
-                            pending.more = True
-                            yield pending
-                        pending = shown
-                    if pending is not None and not event.more:
-                        yield pending
-                        pending = None
-                    if isinstance(self.meter, BudgetedMeter) and self.meter.cut:
-                        self.finish_reason = "length"  # the tenant's max_reasoning_tokens
-                        break
-                elif isinstance(event, EnginePrompt):
-                    self.meter.prompt(event.token_ids)
-                elif isinstance(event, EngineUsage):
-                    self.engine_usage = event
+                shown = self._on_read(events)
+                if shown:
+                    self._sent_visible = True
+                    yield shown
+                if isinstance(self.meter, BudgetedMeter) and self.meter.cut:
+                    self.finish_reason = "length"  # the tenant's max_reasoning_tokens
+                    break
             self.upstream.ended()
-            self._charge()  # a read cut short by the reasoning budget
             tail = self._shown(self.meter.flush(), None)
-            if tail is None or self._raw_text_visible():
-                tail = None
-            if pending is not None:
-                pending.more = tail is not None
-                yield pending
-            if tail is not None:
-                yield tail
+            if tail is not None and not self._raw_text:
+                yield [tail]
         except ReplicaRejected as rejected:
             raise InvalidRequest(
                 rejected.message, param=rejected.param, code=rejected.code
@@ -230,7 +213,28 @@ class Generation:
             ) from None
         finally:
             with anyio.CancelScope(shield=True):
-                await events.aclose()
+                await reads.aclose()
+
+    def _on_read(self, events: list[EngineEvent]) -> list[Visible]:
+        """What the client may see of one upstream read; the scheduler and the token
+        histograms see the read once."""
+        shown: list[Visible] = []
+        generated = 0
+        for event in events:
+            if type(event) is EngineDelta:
+                generated += len(event.token_ids) or (1 if event.text else 0)
+                visible = self._on_delta(event)
+                if visible is not None:
+                    shown.append(visible)
+                if isinstance(self.meter, BudgetedMeter) and self.meter.cut:
+                    break
+            elif type(event) is EnginePrompt:
+                self.meter.prompt(event.token_ids)
+            elif type(event) is EngineUsage:
+                self.engine_usage = event
+        if generated:
+            self._on_tokens(generated, time.monotonic())
+        return shown
 
     def _on_delta(self, delta: EngineDelta) -> Visible | None:
         ids = list(delta.token_ids)
@@ -241,24 +245,11 @@ class Generation:
             engine_reasoning=delta.part is Part.REASONING,
             reasoning_text=delta.reasoning,
         )
-        # The scheduler and the token histograms see one upstream read at a time.
-        self._uncharged += len(ids) or (1 if delta.text else 0)
-        if not delta.more:
-            self._charge()
         if delta.finish_reason:
             self.finish_reason = delta.finish_reason
-        if self._raw_text_visible():
-            # Visible reasoning on legacy completions: the client sees the model's raw text.
+        if self._raw_text:
             return Visible(delta.text, "", ids, list(delta.logprobs), delta.finish_reason)
         return self._shown(piece, delta.finish_reason)
-
-    def _raw_text_visible(self) -> bool:
-        return self.endpoint == "completions" and self.model.config.reasoning == "visible"
-
-    def _charge(self) -> None:
-        if self._uncharged:
-            self._on_tokens(self._uncharged, time.monotonic())
-            self._uncharged = 0
 
     def _on_tokens(self, generated: int, now: float) -> None:
         metrics, labels = self.runtime.metrics, (self.tenant, self.model.name)
@@ -272,7 +263,7 @@ class Generation:
 
     def _shown(self, piece: Piece, finish: str | None) -> Visible | None:
         shown = Visible(piece.visible_text, "", piece.visible_ids, piece.visible_logprobs, finish)
-        if self.model.config.reasoning == "visible":
+        if self._show_reasoning:
             shown.reasoning = piece.hidden_text
             shown.token_ids = piece.hidden_ids + piece.visible_ids
         if shown.text or shown.reasoning or shown.token_ids or shown.finish_reason:
@@ -324,8 +315,18 @@ class Generation:
         )
 
 
-async def first_or_end(iterator: AsyncIterator[Visible]) -> tuple[Visible | None, bool]:
-    """The first item, and whether there was one; errors surface before any byte is sent."""
+def _reads(replica: Replica, request: EngineRequest) -> AsyncGenerator[list[EngineEvent], None]:
+    stream_reads = getattr(replica, "stream_reads", None)  # providers that read in batches
+    if stream_reads is not None:
+        reads: AsyncGenerator[list[EngineEvent], None] = stream_reads(request)
+        return reads
+    return in_reads(replica.stream(request))
+
+
+async def first_or_end(
+    iterator: AsyncIterator[list[Visible]],
+) -> tuple[list[Visible] | None, bool]:
+    """The first read, and whether there was one; errors surface before any byte is sent."""
     try:
         return await iterator.__anext__(), True
     except StopAsyncIteration:

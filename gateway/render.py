@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
+
+import msgspec
 
 from fairgate.gateway.generation import RequestOutcome, Visible
 from fairgate.replicas.stream import Endpoint
@@ -48,11 +49,11 @@ class Renderer:
         """``sse(self.chunk(...))`` with the envelope encoded once per response: only the
         choice is encoded per chunk."""
         if self._prefix is None:
-            envelope = _dumps(self._envelope(self._object(stream=True), []))
-            self._prefix = ("data: " + envelope.removesuffix("[]}") + "[").encode()
-        parts = [self._prefix, _dumps(self._stream_choice(visible, first)).encode(), b"]"]
+            envelope = _encode(self._envelope(self._object(stream=True), []))
+            self._prefix = b"data: " + envelope.removesuffix(b"[]}") + b"["
+        parts = [self._prefix, _encode(self._stream_choice(visible, first)), b"]"]
         if first and self.want_ids:
-            parts.append(b',"prompt_token_ids":' + _dumps(list(prompt_ids)).encode())
+            parts.append(b',"prompt_token_ids":' + _encode(prompt_ids))
         if self.want_usage:
             parts.append(b',"usage":null')
         parts.append(b"}\n\n")
@@ -150,10 +151,9 @@ class Renderer:
         }
 
 
-def _dumps(data: Any) -> str:
-    return json.dumps(data, separators=(",", ":"))
+_encode = msgspec.json.Encoder().encode  # compact, UTF-8; about 10x json.dumps on a chunk
 
 
 def sse(data: dict[str, Any] | str) -> bytes:
-    payload = data if isinstance(data, str) else _dumps(data)
-    return f"data: {payload}\n\n".encode()
+    payload = data.encode() if isinstance(data, str) else _encode(data)
+    return b"data: " + payload + b"\n\n"

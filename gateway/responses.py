@@ -76,8 +76,8 @@ async def _stream(
 async def _events(
     generation: Generation,
     events: EventStream,
-    stream: AsyncGenerator[Visible, None],
-    first: Visible | None,
+    stream: AsyncGenerator[list[Visible], None],
+    first: list[Visible] | None,
 ) -> AsyncIterator[bytes]:
     """Each piece goes out as soon as it exists; the last event waits for the ledger record, so
     that it can carry the usage and the receipt. A failure ends the stream with events, never a
@@ -86,11 +86,12 @@ async def _events(
     try:
         for event in events.start():
             yield sse_event(event)
-        visible = first
-        while visible is not None:
-            for event in events.piece(visible):
-                yield sse_event(event)
-            visible = await anext(stream, None)
+        read = first
+        while read is not None:
+            data = b"".join(sse_event(event) for visible in read for event in events.piece(visible))
+            if data:
+                yield data
+            read = await anext(stream, None)
     except APIError as error:
         failure = error
     except Exception:

@@ -12,6 +12,8 @@ The gateway never sees provider-specific chunk shapes.
 
 from __future__ import annotations
 
+from collections.abc import AsyncGenerator
+from contextlib import aclosing
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any, Literal
@@ -71,3 +73,19 @@ class EngineUsage:
 
 
 EngineEvent = EnginePrompt | EngineDelta | EngineUsage
+
+
+async def in_reads(
+    events: AsyncGenerator[EngineEvent, None],
+) -> AsyncGenerator[list[EngineEvent], None]:
+    """A provider's events grouped as they arrived: each list ends with a delta not marked
+    ``more`` (or with the stream). For providers that do not read in batches themselves."""
+    async with aclosing(events):
+        batch: list[EngineEvent] = []
+        async for event in events:
+            batch.append(event)
+            if type(event) is EngineDelta and not event.more:
+                yield batch
+                batch = []
+        if batch:
+            yield batch

@@ -1,0 +1,39 @@
+"""The streamed response of the generation endpoints: server-sent events, each piece of the
+body sent as it comes, and the body's generator cancelled where it stands when the client
+leaves (``client_gone``), with one watching task instead of Starlette's task group."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Mapping
+
+from starlette.responses import Response
+from starlette.types import Receive, Scope, Send
+
+from fairgate.gateway.client_gone import ClientGone
+
+
+class EventStream(Response):
+    media_type = "text/event-stream"
+
+    def __init__(self, body: AsyncIterator[bytes], headers: Mapping[str, str]) -> None:
+        self.body_iterator = body
+        self.status_code = 200
+        self.background = None
+        self.init_headers({**headers, "cache-control": "no-cache"})
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        watch = ClientGone(receive)
+        try:
+            await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
+            async for chunk in self.body_iterator:
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+        except asyncio.CancelledError:
+            if not watch.absorb():
+                raise
+        finally:
+            watch.close()
+            aclose = getattr(self.body_iterator, "aclose", None)
+            if aclose is not None:  # cancelled in a send: the body ends (and records) now
+                await aclose()

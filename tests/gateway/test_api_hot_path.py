@@ -1,0 +1,148 @@
+"""The generation endpoints' hot path: one watching task per request that cancels the work
+when the client leaves (and only then), the plain-ASGI routes still in the OpenAPI schema,
+and the bytes a client gets from an upstream read: UTF-8 text, one record per request."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator, Iterator
+
+import httpx
+import pytest
+from fastapi import FastAPI
+
+from fairgate.gateway import api
+from fairgate.gateway.client_gone import ClientGone
+from fairgate.gateway.event_stream import EventStream
+from fairgate.gateway.generation import Visible
+from fairgate.gateway.render import Renderer
+from tests.gateway.conftest import one_record
+from tests.support.gateway_server import GatewayServer, sim_config
+
+AUTH = {"Authorization": "Bearer sk-alice"}
+
+
+class _Client:
+    """An ASGI ``receive`` whose client leaves when told to."""
+
+    def __init__(self) -> None:
+        self.left = asyncio.Event()
+
+    async def receive(self) -> dict[str, object]:
+        await self.left.wait()
+        return {"type": "http.disconnect"}
+
+
+async def test_a_client_that_leaves_cancels_the_work_once_and_the_cancel_is_taken_back() -> None:
+    client = _Client()
+    watch = ClientGone(client.receive)  # type: ignore[arg-type]
+    cancelled = 0
+    try:
+        loop = asyncio.get_running_loop()
+        loop.call_later(0.05, client.left.set)
+        await asyncio.sleep(5)
+    except asyncio.CancelledError:
+        cancelled += 1
+        assert watch.absorb()
+    finally:
+        watch.close()
+    assert cancelled == 1 and watch.gone
+    task = asyncio.current_task()
+    assert task is not None and task.cancelling() == 0
+    await asyncio.sleep(0.01)  # nothing pending for this task any more
+
+
+async def test_a_closed_watch_cancels_nothing_and_an_outside_cancel_stays_one() -> None:
+    client = _Client()
+    watch = ClientGone(client.receive)  # type: ignore[arg-type]
+    watch.close()
+    client.left.set()
+    await asyncio.sleep(0.02)
+    assert not watch.gone
+
+    async def served() -> str:
+        inner = ClientGone(_Client().receive)  # type: ignore[arg-type]
+        try:
+            await asyncio.sleep(5)
+        except asyncio.CancelledError:
+            assert not inner.absorb()  # not the client's: it must propagate
+            raise
+        finally:
+            inner.close()
+        return "finished"
+
+    task = asyncio.ensure_future(served())
+    await asyncio.sleep(0.01)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+
+
+async def test_event_stream_ends_its_body_once_when_the_client_leaves() -> None:
+    client = _Client()
+    ended: list[str] = []
+    sent: list[dict[str, object]] = []
+
+    async def body() -> AsyncIterator[bytes]:
+        try:
+            yield b"data: 1\n\n"
+            client.left.set()
+            await asyncio.sleep(5)
+            yield b"data: 2\n\n"
+        finally:
+            ended.append("body")
+
+    async def send(message: dict[str, object]) -> None:
+        sent.append(message)
+
+    response = EventStream(body(), {"x-request-id": "r"})
+    await response({"type": "http"}, client.receive, send)  # type: ignore[arg-type]
+    assert ended == ["body"]
+    assert [m.get("body") for m in sent[1:]] == [b"data: 1\n\n"]  # nothing after the leave
+    assert (b"content-type", b"text/event-stream; charset=utf-8") in sent[0]["headers"]  # type: ignore[operator]
+
+
+def test_plain_routes_stay_in_the_schema_and_refuse_other_methods() -> None:
+    app = FastAPI()
+    app.include_router(api.router)
+    paths = app.openapi()["paths"]
+    assert "post" in paths["/v1/chat/completions"] and "post" in paths["/v1/completions"]
+
+
+def test_a_chunk_carries_text_as_utf8_json() -> None:
+    renderer = Renderer("chat", response_id="chatcmpl-1", model="m", created=1, body={})
+    raw = renderer.chunk_bytes(Visible('é\u2028\n"x'), first=True)
+    assert raw.startswith(b"data: {") and raw.endswith(b"}\n\n") and raw.count(b"\n") == 2
+    chunk = json.loads(raw[6:])
+    assert chunk["choices"][0]["delta"] == {"role": "assistant", "content": 'é\u2028\n"x'}
+
+
+@pytest.fixture(scope="module")
+def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayServer]:
+    with GatewayServer(sim_config(tmp_path_factory.mktemp("hot"))) as server:
+        yield server
+
+
+def test_get_on_a_generation_endpoint_is_405_in_openai_shape(gateway: GatewayServer) -> None:
+    response = httpx.get(gateway.base_url + "/v1/chat/completions", headers=AUTH, timeout=10)
+    assert response.status_code == 405
+    assert "error" in response.json()
+
+
+def test_a_stream_and_a_non_stream_each_end_in_one_record(gateway: GatewayServer) -> None:
+    body = {"model": "sim-hidden", "messages": [{"role": "user", "content": "Hi"}]}
+    for stream in (True, False):
+        response = httpx.post(
+            gateway.base_url + "/v1/chat/completions",
+            json={**body, "stream": stream},
+            headers=AUTH,
+            timeout=30,
+        )
+        assert response.status_code == 200
+        record = one_record(gateway, response.headers["x-request-id"])
+        assert record["status"] == "ok"
+        if stream:
+            assert response.text.endswith("data: [DONE]\n\n")
+            last = json.loads(response.text.split("data: ")[-2])
+            assert last["receipt"]["signature"] == record["signature"]
