@@ -222,9 +222,13 @@ class OpenAIReplica:
         return EngineLoad(int(running), int(waiting))
 
     async def aclose(self) -> None:
+        await self.close_streams()
+        await self._client.aclose()
+
+    async def close_streams(self) -> None:
+        """Close the pooled stream connections only (the httpx client may be the caller's)."""
         if self._session is not None:
             await self._session.close()
-        await self._client.aclose()
 
 
 def _payloads(batch: list[bytes]) -> list[Any]:

@@ -134,6 +134,7 @@ class RayVllmReplica:
         self.pids: set[int] = set()  # engine process groups seen (for a last sweep, locally)
         self._actor: Any = None
         self._http: OpenAIReplica | None = None
+        self._retired: list[OpenAIReplica] = []  # pools of earlier engine URLs (aclose)
         self._client = httpx.AsyncClient(
             timeout=httpx.Timeout(connect=5.0, read=600.0, write=30.0, pool=30.0)
         )
@@ -239,6 +240,12 @@ class RayVllmReplica:
         self._actor = None
 
     async def aclose(self) -> None:
+        # Every engine URL this replica served from had its own stream pool; close them all
+        # at the end (not on a restart: streams to a new engine may be starting meanwhile).
+        for http in [*self._retired, self._http]:
+            if http is not None:
+                await http.close_streams()
+        self._retired.clear()
         await self._client.aclose()
 
     # -- health ------------------------------------------------------------------------
@@ -341,6 +348,8 @@ class RayVllmReplica:
             )
 
     def _set_url(self, url: str | None) -> None:
+        if self._http is not None:
+            self._retired.append(self._http)
         self.url = url
         self._http = (
             None
