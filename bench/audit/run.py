@@ -1,6 +1,7 @@
 """Detection rate against opened samples, and false positives, for the semantic audit.
 
     python -m bench.audit [--problems N] [--calibrate] [--train] [--out bench/RESULTS.md]
+    python -m bench.audit --quick [--train]   # the default schedule only: a loop for iteration
 
 Honest traces: CHAMP (``champ-dataset``) 0-Shot solutions by four models, split by problem into a
 calibration half (cut-offs, length model, block classifier) and a test half (everything
@@ -178,16 +179,23 @@ def main(argv: list[str] | None = None) -> int:
     )  # fmt: skip
     parser.add_argument("--out", type=Path, default=None, help="append the tables to this file")
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument(
+        "--quick", action="store_true",
+        help="only the audit's default schedule (64 positions, up to 64 blocks): train, "
+        "calibrate and test on it alone and print a short table (not for --out)",
+    )  # fmt: skip
     args = parser.parse_args(argv)
     clock = time.perf_counter()
     prep = prepare(args.problems, args.seed)
     cache = prep.cache
+    if args.quick:
+        prep.schedules = [(64, 64)]
 
     # Calibration of the cut-offs: honest looks under every schedule, with no limit in force.
     looks: list[semantic.Statistics] = []
     for t in prep.cal:
         case = Case(t, t.block_texts(BLOCK_SIZE))
-        for plan in SCHEDULES:
+        for plan in prep.schedules:
             looks += run_case(case, cache, "cutoffs", plan, "cal", unlimited(BASE), None).looks
     thresholds = calibrate(BASE, looks, ALPHA)
     length = estimator.fit(
@@ -203,6 +211,9 @@ def main(argv: list[str] | None = None) -> int:
         model = block_classifier.load()
 
     rows = evaluate(prep, thresholds, length, model)
+    if args.quick:
+        print(render_quick(rows, model, time.perf_counter() - clock))
+        return 0
     report = render(rows, len(prep.cal), len(prep.test), thresholds, model,
                     time.perf_counter() - clock)  # fmt: skip
     print(report)
@@ -225,12 +236,13 @@ def evaluate(
     out["blocks"] = statistics.mean(len(c.blocks) for c in honest)
     groups: list[tuple[str, float, list[Case]]] = [("honest", 0.0, honest)]
     groups += [(a, f, cs) for (a, f), cs in prep.cases.items()]
+    both_plans = [p for p in CUTOFF_SCHEDULES if p in prep.schedules]
     for attack, f, cs in groups:
         lengths = [by_length(c) for c in cs]
         per: dict[tuple[str, Schedule], list[bool]] = {}
         out["length_only"][(attack, f)] = sum(lengths) / len(cs)
         for judge in JUDGES:
-            for plan in prep.schedules if judge == "learned" else CUTOFF_SCHEDULES:
+            for plan in prep.schedules if judge == "learned" else both_plans:
                 if attack == "overbill":  # the count check: billed tokens differ from leaves
                     flags, opened = [c.billed_extra > 0 for c in cs], [0] * len(cs)
                 else:
@@ -240,7 +252,7 @@ def evaluate(
                 per[(judge, plan)] = flags
                 tally(out, (attack, f, judge, plan), flags, lengths)
                 out["opened"][(attack, f, judge, plan)] = statistics.mean(opened)
-        for plan in CUTOFF_SCHEDULES:
+        for plan in both_plans:
             # Same seeds, same opened blocks each round: both judges together flag a request
             # exactly when either does alone.
             both = [a or b for a, b in zip(per[("learned", plan)], per[("cutoffs", plan)],
@@ -261,6 +273,24 @@ def tally(
 def label(plan: Schedule) -> str:
     samples, max_blocks = plan
     return f"k={samples}" if max_blocks is None else f"<={max_blocks} blocks"
+
+
+def render_quick(rows: dict[str, Any], model: BlockClassifier, seconds: float) -> str:
+    """The default schedule only: learned, cut-offs and both, per attack and inflation."""
+    flag, wide = rows["flag"], (64, 64)
+    lines = [
+        f"quick run ({seconds:.0f} s): <=64 blocks; threshold {model.threshold:.2f}, copies "
+        f"limit {model.copies_limit}",
+        "attack        infl  learned  cutoffs     both  opened",
+    ]
+    groups = [("honest", 0.0)] + [(a, f) for a in ATTACKS for f in INFLATIONS]
+    for attack, f in groups:
+        cells = [flag[(attack, f, j, wide, "all")] for j in ("learned", "cutoffs", "both")]
+        lines.append(
+            f"{attack:<13} {f:>4.0%} " + " ".join(f"{c:>8.1%}" for c in cells)
+            + f" {rows['opened'][(attack, f, 'learned', wide)]:>7.1f}"
+        )  # fmt: skip
+    return "\n".join(lines)
 
 
 def render(

@@ -35,6 +35,7 @@ ALPHA = 0.004  # per flag: filler and copies (with the length flag, under 1% tog
 ROWS = 150_000  # rows kept for the fit (a uniform subsample; Newton on 400 columns)
 FOLDS = 4
 ATTACK_WEIGHT = 0.3  # attacked traces outnumber honest ones 25 to 1
+SHORT_BLOCKS = 20  # under this many blocks, no honest calibration trace has a lone copy
 
 
 def fold_of(problem: str) -> int:
@@ -132,7 +133,7 @@ def train(
         print(f"fold {k}: {len(held)} honest traces held out", flush=True)
     threshold = float(np.quantile(tops, 1 - ALPHA, method="higher"))
     limit = next(L for L in range(1, 10**6) if np.mean(np.asarray(copies) >= L) <= ALPHA)
-    final = block_classifier.fit(x, y, w)
+    final = with_short_limit(block_classifier.fit(x, y, w), honest, block_size, schedules)
     return replace(
         final,
         threshold=threshold,
@@ -145,16 +146,44 @@ def train(
     )
 
 
+def with_short_limit(
+    model: BlockClassifier, honest: Honest, block_size: int, schedules: list[tuple[int, int | None]]
+) -> BlockClassifier:
+    """The lone-copies limit for requests under ``SHORT_BLOCKS`` blocks: the least count that
+    at most ``ALPHA`` of those honest calibration traces reach, and never under 2 (a copy and
+    its original). Lone copies do not depend on the weights, so no fold is needed."""
+    short = [h for h in honest if len(h[1]) < SHORT_BLOCKS]
+    _, counts = audited(model, short, block_size, schedules)
+    c = np.asarray(counts)
+    limit = next(L for L in range(2, 10**6) if np.mean(c >= L) <= ALPHA)
+    print(f"{len(short)} honest traces under {SHORT_BLOCKS} blocks: copies limit {limit}")
+    return replace(model, short_blocks=SHORT_BLOCKS, short_copies_limit=limit)
+
+
 def write(model: BlockClassifier) -> Path:
     path = REPO / "metering" / block_classifier.DATA
     path.write_text(json.dumps(model.to_dict(), separators=(",", ":")) + "\n")
     return path
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+
     from bench.audit.run import prepare
 
+    parser = argparse.ArgumentParser(prog="python -m bench.audit.train")
+    parser.add_argument(
+        "--short-only", action="store_true",
+        help="keep the shipped weights and limits; set only the short-request copies limit",
+    )  # fmt: skip
+    args = parser.parse_args(argv)
     prepared = prepare()
+    if args.short_only:
+        model = with_short_limit(
+            block_classifier.load(), prepared.cal_honest, prepared.block_size, prepared.schedules
+        )
+        print(f"wrote {write(model)}")
+        return 0
     model = train(
         prepared.cal_honest, prepared.cal_attacked, prepared.block_size, prepared.schedules
     )

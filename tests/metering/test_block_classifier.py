@@ -70,6 +70,15 @@ def test_a_lone_copy_counts_and_a_loop_does_not() -> None:
     assert copies(x[:, : len(NAMES)]) == 0
 
 
+def test_a_short_request_is_held_to_its_own_copies_limit() -> None:
+    model = replace(block_classifier.load(), copies_limit=5, short_blocks=20, short_copies_limit=3)
+    assert model.limit_for(19) == 3 and model.limit_for(20) == 5
+    again = block_classifier.BlockClassifier.from_dict(model.to_dict())
+    assert (again.short_blocks, again.short_copies_limit) == (20, 3)
+    shipped = block_classifier.load()
+    assert 2 <= shipped.short_copies_limit < shipped.copies_limit and shipped.short_blocks > 0
+
+
 def test_fit_separates_what_is_separable() -> None:
     rng = np.random.default_rng(2)
     x = rng.standard_normal((400, 3))
@@ -103,9 +112,13 @@ def champ() -> dict[str, Any]:
     from bench.audit.traces import load_traces
 
     wanted = {"P_Combinatorics_7", "P_Inequality_15"}
-    found = {t.problem: t for t in load_traces(settings=("0-Shot",)) if t.problem in wanted
-             and t.model == "GPT-4|0-Shot"}  # fmt: skip
-    return {"trace": found["P_Combinatorics_7"], "donor": found["P_Inequality_15"]}
+    found = {(t.problem, t.model): t for t in load_traces(settings=("0-Shot",))
+             if t.problem in wanted}  # fmt: skip
+    return {
+        "trace": found[("P_Combinatorics_7", "GPT-4|0-Shot")],
+        "donor": found[("P_Inequality_15", "GPT-4|0-Shot")],
+        "short": found[("P_Combinatorics_7", "GPT-3.5|0-Shot")],  # 12 blocks
+    }
 
 
 def audit_trace(blocks: list[str], trace: Any, embedder: Any, checks: Checks) -> Any:
@@ -176,3 +189,18 @@ def test_a_splice_from_another_domain_is_caught_by_the_shipped_checks(
     verdict = audit_trace(blocks, champ["trace"], embedder, shipped)
     assert reasons(verdict) & {Reason.IRRELEVANT, Reason.SPLICED, Reason.FILLER}, verdict.to_dict()
     assert audit_trace(honest, champ["trace"], embedder, shipped).honest
+
+
+def test_two_copies_in_a_short_request_are_duplicates(
+    champ: dict[str, Any], embedder: Any, learned: Checks
+) -> None:
+    # The bench's 10% repeat attack on a 12-block trace: ceil(1.2) = 2 copies. Under the
+    # long-request limit (5 lone copies) it passed.
+    honest = champ["short"].block_texts(BLOCK)
+    assert len(honest) < block_classifier.load().short_blocks
+    blocks = list(honest)
+    for at, block in ((9, 2), (4, 7)):
+        blocks.insert(at, honest[block])
+    verdict = audit_trace(blocks, champ["short"], embedder, learned)
+    assert Reason.DUPLICATE in reasons(verdict), verdict.to_dict()
+    assert audit_trace(honest, champ["short"], embedder, learned).honest
