@@ -115,8 +115,9 @@ async def admit(
 ) -> Generation:
     """Authenticate, validate and tokenize one request. ``translate`` turns another API's body
     into this endpoint's (the Responses API into chat). A failure is recorded, then raised."""
-    runtime: Runtime = request.app.state.runtime
-    request_id: str = request.state.request_id
+    # Straight from the scope: ``request.state`` costs an AttributeError on first use.
+    runtime: Runtime = request.scope["app"].state.runtime
+    request_id: str = request.scope["state"]["request_id"]
     started, started_at = time.monotonic(), time.time()
     tenant = authenticate(runtime, request)
     model_name = ""

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -17,6 +16,7 @@ from fairgate import __version__
 from fairgate.gateway import admin, admin_tenants, api, audit, ops, responses
 from fairgate.gateway.config import Config
 from fairgate.gateway.errors import APIError, error_body
+from fairgate.gateway.request_ids import new_request_id
 from fairgate.gateway.runtime import Runtime
 
 log = logging.getLogger("fairgate.app")
@@ -63,7 +63,7 @@ class RequestIdMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        request_id = f"req_{uuid.uuid4().hex}"
+        request_id = new_request_id()
         scope.setdefault("state", {})["request_id"] = request_id
         header = (b"x-request-id", request_id.encode())
 

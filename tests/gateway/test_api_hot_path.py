@@ -146,3 +146,23 @@ def test_a_stream_and_a_non_stream_each_end_in_one_record(gateway: GatewayServer
             assert response.text.endswith("data: [DONE]\n\n")
             last = json.loads(response.text.split("data: ")[-2])
             assert last["receipt"]["signature"] == record["signature"]
+
+
+def test_request_ids_are_fresh_in_a_forked_child_and_never_repeat() -> None:
+    import os
+    import re
+
+    from fairgate.gateway.request_ids import new_request_id
+
+    ids = {new_request_id() for _ in range(600)}  # more than one 4 KiB pool
+    assert len(ids) == 600 and all(re.fullmatch(r"req_[0-9a-f]{32}", i) for i in ids)
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: its next id must not be the parent's next one
+        os.write(write, new_request_id().encode())
+        os._exit(0)
+    os.waitpid(pid, 0)
+    child = os.read(read, 64).decode()
+    os.close(read)
+    os.close(write)
+    assert child != new_request_id() and child not in ids
