@@ -32,6 +32,7 @@ from fairgate.replicas.stream import (
 )
 
 _PATHS = {"chat": "/v1/chat/completions", "completions": "/v1/completions"}
+_KEEPALIVE_S = 4.0
 _STREAM_TIMEOUT = aiohttp.ClientTimeout(total=None, sock_connect=5.0, sock_read=600.0)
 _JSON_BODY = {"Content-Type": "application/json"}
 _decode = msgspec.json.Decoder().decode  # about 7x json.loads on an engine's chunk
@@ -88,7 +89,9 @@ class OpenAIReplica:
 
     def _streams(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
-            connector = aiohttp.TCPConnector(limit=0, keepalive_timeout=30.0)
+            # Under the 5 s after which vLLM's server (uvicorn) closes an idle connection: a
+            # pooled connection older than that breaks the next request's write.
+            connector = aiohttp.TCPConnector(limit=0, keepalive_timeout=_KEEPALIVE_S)
             self._session = aiohttp.ClientSession(
                 connector=connector,
                 headers=self._stream_headers,
@@ -107,11 +110,12 @@ class OpenAIReplica:
             body["return_token_ids"] = True
         started = finished = False
         try:
-            async with self._streams().post(
+            opened = await self._post(
                 self.url + _PATHS[request.endpoint],
-                data=_encode(body),
-                headers={**_JSON_BODY, "x-request-id": request.request_id},
-            ) as response:
+                _encode(body),
+                {**_JSON_BODY, "x-request-id": request.request_id},
+            )
+            async with opened as response:
                 if response.status >= 400:
                     await self._raise_for(response.status, await response.read())
                 async for batch in sse_batches(response.content.iter_any()):
@@ -137,6 +141,16 @@ class OpenAIReplica:
             raise kind(
                 f"stream from {self.replica_id} broke: {error!r}", replica_id=self.replica_id
             ) from None
+
+    async def _post(self, url: str, data: bytes, headers: dict[str, str]) -> aiohttp.ClientResponse:
+        """POST, once more on a new connection when a pooled one turns out closed by the server
+        before the request went out (nothing reached the engine, so nothing runs twice)."""
+        try:
+            return await self._streams().post(url, data=data, headers=headers)
+        except (aiohttp.ClientOSError, aiohttp.ServerDisconnectedError) as error:
+            if isinstance(error, aiohttp.ClientConnectorError):
+                raise  # no connection at all: the engine is not there
+            return await self._streams().post(url, data=data, headers=headers)
 
     async def _raise_for(self, status: int, raw: bytes) -> None:
         message = raw.decode("utf-8", "replace")[:2000]
