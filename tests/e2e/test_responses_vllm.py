@@ -167,9 +167,10 @@ def test_visible_reasoning_is_a_reasoning_item(gateway: GatewayServer) -> None:
 @pytest.mark.xfail(
     strict=False,
     reason="open (2026-12-02): while the in-process gateway serves the 1,900-token hog, this "
-    "test's other threads stall for 1.5-6.5 s (measured with a 1 ms ticker thread, also with "
-    "audit embeddings off and at bbbfc46, before this round's hot-path pass), so the "
-    "impatient request is sent only after the hog ended; the stall's cause is not found yet",
+    "whole test process stalls for 1.5-6.5 s at a time (a 1 ms ticker thread and even "
+    "faulthandler's C watchdog thread miss their wake-ups; also at bbbfc46 and with audit "
+    "embeddings off), so the impatient request goes out only after the hog ended; not the "
+    "GIL, cause not found (the VM's scheduling beside the vLLM engine's threads?)",
 )
 def test_client_gone_while_queued_leaves_one_record(gateway: GatewayServer) -> None:
     """A long chat holds the engine's one slot; a Responses request waits and its client
