@@ -25,6 +25,7 @@ reloading, not here.
 from __future__ import annotations
 
 import asyncio
+from dataclasses import dataclass
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -58,7 +59,9 @@ class TenantNotFound(RecordNotFound):
 async def list_tenants(request: Request) -> dict[str, Any]:
     runtime = require_admin(request)
     await record_action(runtime, request, "tenants")
-    return {"object": "list", "data": [describe(runtime, name) for name in sorted(runtime.tenants)]}
+    stored = _Stored.read(runtime)  # the two files once, not once per tenant
+    data = [describe(runtime, name, stored) for name in sorted(runtime.tenants)]
+    return {"object": "list", "data": data}
 
 
 @router.patch("/tenants/{name}")
@@ -173,12 +176,25 @@ def _config_key_ids(runtime: Runtime) -> set[str]:
     return {key_id(digest(key)) for t in runtime.config.tenants for key in t.api_keys}
 
 
-def describe(runtime: Runtime, name: str) -> dict[str, Any]:
+@dataclass(frozen=True)
+class _Stored:
+    """What ``describe`` reads from the data directory: API-made keys and tenant settings."""
+
+    keys: list[StoredKey]
+    settings: dict[str, dict[str, Any]]
+
+    @classmethod
+    def read(cls, runtime: Runtime) -> _Stored:
+        return cls(KeyStore(runtime.config.data_dir).load(), runtime.tenant_settings.load())
+
+
+def describe(runtime: Runtime, name: str, stored: _Stored | None = None) -> dict[str, Any]:
+    stored = stored or _Stored.read(runtime)
     tenant = runtime.tenants[name]
     config = runtime.controls.tenant(name)
     keys = [
         {"id": k.id, "source": "api", "created_at": int(k.created_at)}
-        for k in KeyStore(runtime.config.data_dir).load()
+        for k in stored.keys
         if k.tenant == name
     ]
     keys += [
@@ -198,6 +214,6 @@ def describe(runtime: Runtime, name: str) -> dict[str, Any]:
             config.prompt_guard.model_dump(mode="json") if config and config.prompt_guard else None
         ),
         "budget_spent": None if spent is None else str(spent),
-        "settings": runtime.tenant_settings.load().get(name, {}),  # made here, over the file's
+        "settings": stored.settings.get(name, {}),  # made here, over the file's
         "keys": keys,
     }
