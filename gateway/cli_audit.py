@@ -20,7 +20,8 @@ that carries one under ``receipt``. The key may come from ``$FAIRGATE_AUDIT_KEY`
 ``--audit-key`` (keeps it out of the process list). It needs no configuration: an auditor runs it
 from anywhere. It fetches the gateway's public keys (``/.well-known/fairgate-keys``), sends a fresh
 32-byte nonce from ``os.urandom`` and checks the answer with
-:func:`metering.audit_check.verify_audit`.
+:func:`metering.audit_check.verify_audit` (:mod:`gateway.audit_client`; the input files are read by
+:mod:`gateway.cli_audit_inputs`).
 
 Exit codes: 0 honest (the audit passed); 1 inflated or findings, including a gateway that answers
 404 for a receipt (it signed a record it cannot back); 2 unverifiable: usage errors, an
@@ -34,276 +35,52 @@ import argparse
 import json
 import os
 import sys
-import time
-from pathlib import Path
 from typing import Any
 
-import httpx
-
-from fairgate.metering import auditor
+from fairgate.gateway.audit_client import (
+    CHALLENGE_PATH,
+    KEYS_PATH,
+    NONCE_BYTES,
+    audit_request,
+    default_checks,
+    run_audit,
+)
+from fairgate.gateway.cli_audit_inputs import (
+    AuditClientError,
+    load_prompt,
+    load_receipt,
+    load_retokenizer,
+    read_text,
+)
 from fairgate.metering.audit import (
     DEFAULT_SAMPLES,
     MAX_SAMPLES,
     REVEAL_EMBEDDINGS,
     REVEAL_FULL,
-    Challenge,
-    parse_receipt,
 )
-from fairgate.metering.audit_check import (
-    AuditReport,
-    Retokenize,
-    TokenPolicy,
-    verify_audit,
-)
-from fairgate.metering.auditor import DEFAULT_CONFIDENCE, DEFAULT_MAX_BLOCKS, Checks, Verdict
-from fairgate.metering.errors import SigningKeyError
-from fairgate.metering.record import Receipt
-from fairgate.metering.signing import PublicKey, parse_public_keys
+from fairgate.metering.audit_check import TokenPolicy
+from fairgate.metering.auditor import DEFAULT_CONFIDENCE, DEFAULT_MAX_BLOCKS
+
+__all__ = [
+    "CHALLENGE_PATH",
+    "KEYS_PATH",
+    "NONCE_BYTES",
+    "AuditClientError",
+    "audit_request",
+    "default_checks",
+    "load_prompt",
+    "load_receipt",
+    "load_retokenizer",
+    "register",
+    "run_audit",
+]
 
 EXIT_OK = 0
 EXIT_FINDINGS = 1
 EXIT_USAGE = 2
 KEY_ENV = "FAIRGATE_AUDIT_KEY"
-NONCE_BYTES = 32
-KEYS_PATH = "/.well-known/fairgate-keys"
-CHALLENGE_PATH = "/v1/audit/challenge"
 CHECKS_BOTH = "both"
 CHECKS_LEARNED = "learned"
-
-
-class AuditClientError(Exception):
-    """The audit could not run: bad input, an unreachable gateway, a refused key (exit 2)."""
-
-
-def load_receipt(source: str) -> Receipt:
-    """A receipt from a file path or inline JSON (a receipt, or a response holding one)."""
-    text = source
-    if not source.lstrip().startswith("{"):
-        try:
-            text = Path(source).read_text(encoding="utf-8")
-        except OSError as exc:
-            raise AuditClientError(f"cannot read receipt {source}: {exc.strerror}") from None
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise AuditClientError(f"receipt is not JSON: {exc}") from None
-    if isinstance(data, dict) and isinstance(data.get("receipt"), dict):
-        data = data["receipt"]
-    try:
-        return parse_receipt(data)
-    except ValueError as exc:
-        raise AuditClientError(f"not a receipt: {exc}") from None
-
-
-def load_retokenizer(path: str) -> Retokenize:
-    """``text -> token ids`` (no special tokens) from a ``tokenizer.json`` or a model folder."""
-    try:
-        if Path(path).is_file():
-            from tokenizers import Tokenizer
-
-            tokenizer = Tokenizer.from_file(path)
-            return lambda text: tokenizer.encode(text, add_special_tokens=False).ids
-        from fairgate.metering.tokens import HFTokenizer
-
-        return HFTokenizer(path).encode
-    except Exception as exc:  # tokenizers and transformers raise many kinds
-        raise AuditClientError(f"cannot load tokenizer {path}: {exc}") from None
-
-
-def _error_message(response: httpx.Response) -> str:
-    try:
-        return str(response.json()["error"]["message"])
-    except (ValueError, KeyError, TypeError):
-        return response.text[:200] or response.reason_phrase
-
-
-def run_audit(
-    base_url: str,
-    audit_key: str,
-    receipt: Receipt,
-    *,
-    samples: int = DEFAULT_SAMPLES,
-    nonce: bytes | None = None,
-    retokenize: Retokenize | None = None,
-    token_policy: TokenPolicy = TokenPolicy.EXACT,
-    timeout: float = 30.0,
-    transport: httpx.BaseTransport | None = None,
-) -> AuditReport:
-    """Fetch the gateway's keys, challenge it over ``receipt`` and verify the answer.
-
-    ``nonce`` defaults to fresh ``os.urandom`` bytes; pass one only to replay a challenge.
-    Raises :class:`AuditClientError` when the audit cannot run at all.
-    """
-    challenge = Challenge(receipt.request_id, nonce or os.urandom(NONCE_BYTES), samples)
-    headers = {"Authorization": f"Bearer {audit_key}"}
-    try:
-        with httpx.Client(base_url=base_url, timeout=timeout, transport=transport) as client:
-            keys_response = client.get(KEYS_PATH)
-            if keys_response.status_code != 200:
-                raise AuditClientError(
-                    f"{KEYS_PATH}: HTTP {keys_response.status_code}: "
-                    f"{_error_message(keys_response)}"
-                )
-            answer = client.post(CHALLENGE_PATH, json=challenge.to_dict(), headers=headers)
-    except httpx.HTTPError as exc:
-        raise AuditClientError(f"cannot reach {base_url}: {exc}") from None
-    try:
-        keys = parse_public_keys(keys_response.text)
-    except SigningKeyError as exc:
-        raise AuditClientError(f"{KEYS_PATH}: {exc}") from None
-    if answer.status_code == 404:
-        return AuditReport.unanswered(
-            receipt, f"the gateway answered 404: {_error_message(answer)}"
-        )
-    if answer.status_code != 200:
-        raise AuditClientError(
-            f"{CHALLENGE_PATH}: HTTP {answer.status_code}: {_error_message(answer)}"
-        )
-    try:
-        body: Any = answer.json()
-    except ValueError:
-        body = None  # verify_audit reports it as malformed
-    return verify_audit(
-        receipt, challenge, body, keys, retokenize=retokenize, token_policy=token_policy
-    )
-
-
-def load_prompt(source: str) -> str:
-    """The prompt's text from a file: plain text, or a JSON messages array (contents joined)."""
-    text = _read(source, "prompt")
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError:
-        return text
-    if isinstance(data, list):
-        parts = []
-        for message in data:
-            content = message.get("content") if isinstance(message, dict) else None
-            if isinstance(content, list):  # content parts: keep the text ones
-                content = " ".join(str(p.get("text", "")) for p in content if isinstance(p, dict))
-            if not isinstance(content, str):
-                raise AuditClientError("prompt: a messages array needs a 'content' per message")
-            parts.append(content)
-        return "\n\n".join(parts)
-    return text
-
-
-def _read(source: str, what: str) -> str:
-    try:
-        return Path(source).read_text(encoding="utf-8")
-    except OSError as exc:
-        raise AuditClientError(f"cannot read {what} {source}: {exc.strerror}") from None
-
-
-def _send(client: httpx.Client, headers: dict[str, str]) -> Any:
-    def send(challenge: Challenge) -> Any:
-        for _ in range(3):
-            answer = client.post(CHALLENGE_PATH, json=challenge.to_dict(), headers=headers)
-            if answer.status_code != 429:
-                break
-            time.sleep(min(5.0, float(answer.headers.get("retry-after", "1"))))
-        if answer.status_code == 404:
-            raise _Unanswered(f"the gateway answered 404: {_error_message(answer)}")
-        if answer.status_code != 200:
-            raise AuditClientError(
-                f"{CHALLENGE_PATH}: HTTP {answer.status_code}: {_error_message(answer)}"
-            )
-        try:
-            return answer.json()
-        except ValueError:
-            return None  # verify_audit reports it as malformed
-
-    return send
-
-
-class _Unanswered(Exception):
-    pass
-
-
-def audit_request(
-    base_url: str,
-    audit_key: str,
-    receipt: Receipt,
-    prompt: str,
-    answer: str,
-    *,
-    samples: int | None = None,
-    confidence: float = DEFAULT_CONFIDENCE,
-    max_blocks: int | None = DEFAULT_MAX_BLOCKS,
-    reveal: str = REVEAL_EMBEDDINGS,
-    retokenize: Retokenize | None = None,
-    token_policy: TokenPolicy = TokenPolicy.EXACT,
-    checks: Checks | None = None,
-    timeout: float = 30.0,
-    transport: httpx.BaseTransport | None = None,
-) -> Verdict:
-    """The whole audit (:func:`metering.auditor.audit`) against a gateway over HTTP.
-
-    ``checks`` defaults to the shipped embedder, thresholds and length model. Raises
-    :class:`AuditClientError` when the audit cannot run at all.
-    """
-    if checks is None:
-        checks = default_checks()
-    headers = {"Authorization": f"Bearer {audit_key}"}
-    try:
-        with httpx.Client(base_url=base_url, timeout=timeout, transport=transport) as client:
-            keys = _public_keys(client)
-            send = _send(client, headers)
-            try:
-                return auditor.audit(
-                    send,
-                    receipt,
-                    keys,
-                    prompt,
-                    answer,
-                    checks,
-                    samples=samples,
-                    confidence=confidence,
-                    max_blocks=max_blocks,
-                    retokenize=retokenize,
-                    token_policy=token_policy,
-                    nonce=lambda: os.urandom(NONCE_BYTES),
-                    reveal=reveal,
-                )
-            except _Unanswered as exc:
-                return auditor.unanswered(receipt, str(exc))
-    except httpx.HTTPError as exc:
-        raise AuditClientError(f"cannot reach {base_url}: {exc}") from None
-
-
-def _public_keys(client: httpx.Client) -> list[PublicKey]:
-    response = client.get(KEYS_PATH)
-    if response.status_code != 200:
-        raise AuditClientError(
-            f"{KEYS_PATH}: HTTP {response.status_code}: {_error_message(response)}"
-        )
-    try:
-        return parse_public_keys(response.text)
-    except SigningKeyError as exc:
-        raise AuditClientError(f"{KEYS_PATH}: {exc}") from None
-
-
-def default_checks(cutoffs: bool = True) -> Checks:
-    """The shipped embedder, thresholds, block classifier and length model; raises
-    ``AuditClientError``. ``cutoffs=False``: the learned checks without the fixed cut-offs
-    (fewer false positives, blind to prose from another domain; ``bench/RESULTS.md``)."""
-    try:
-        from fairgate.metering import block_classifier
-        from fairgate.metering.calibration import LENGTH, THRESHOLDS
-        from fairgate.metering.embedding import EmbeddingUnavailable, load_embedder
-    except ImportError as exc:
-        raise AuditClientError(f"{exc}: pip install 'fairgate[audit]'") from None
-    try:
-        embedder = load_embedder()
-    except EmbeddingUnavailable as exc:
-        raise AuditClientError(str(exc)) from None
-    return Checks(
-        embed=embedder.embed,
-        thresholds=THRESHOLDS,
-        length=LENGTH,
-        classifier=block_classifier.load(),
-        cutoffs=cutoffs,
-    )
 
 
 def _blocks(text: str) -> int:
@@ -448,7 +225,7 @@ def _full_audit(args: argparse.Namespace) -> int:
     try:
         receipt = load_receipt(args.receipt)
         prompt = load_prompt(args.prompt)
-        answer = _read(args.answer, "answer")
+        answer = read_text(args.answer, "answer")
         retokenize = load_retokenizer(args.tokenizer) if args.tokenizer else None
         verdict = audit_request(
             args.url.rstrip("/"),

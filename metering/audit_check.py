@@ -1,157 +1,47 @@
 """Checking an audit answer: the auditor's side of :mod:`metering.audit`.
 
 :func:`verify_audit` never raises on a bad answer: a bad answer is an expected outcome, so it
-returns an :class:`AuditReport` listing every :class:`Finding`. Pure: hashing and data only.
+returns an :class:`AuditReport` listing every :class:`Finding`. Here: the signed record, the
+sampled positions, the count and re-tokenization; the openings are checked in
+:mod:`metering.audit_openings`, the report's types live in :mod:`metering.audit_report`.
+Pure: hashing and data only.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
-from enum import StrEnum
 from typing import Any
 
 from fairgate.metering import protocol
-from fairgate.metering.audit import (
-    AuditResponse,
-    Challenge,
-    OpenedBlock,
-    OpenedLeaf,
+from fairgate.metering.audit import AuditResponse, Challenge
+from fairgate.metering.audit_openings import check_block, check_opening, short
+from fairgate.metering.audit_report import (
+    AuditReport,
+    Finding,
+    Findings,
+    Reason,
+    Severity,
+    TokenPolicy,
+    VerifiedBlock,
 )
-from fairgate.metering.commitment import Commitment, block_fingerprint, leaf_data
-from fairgate.metering.errors import ProofError
-from fairgate.metering.merkle import ALG, EMPTY_ROOT, hash_leaf, verify_inclusion
+from fairgate.metering.commitment import Commitment
+from fairgate.metering.merkle import ALG, EMPTY_ROOT
 from fairgate.metering.record import Receipt, verify_signature
 from fairgate.metering.signing import PublicKey
 
+__all__ = [
+    "AuditReport",
+    "Finding",
+    "Reason",
+    "Retokenize",
+    "Severity",
+    "TokenPolicy",
+    "VerifiedBlock",
+    "verify_audit",
+]
+
 _EMPTY_ROOT_HEX = EMPTY_ROOT.hex()
 Retokenize = Callable[[str], Sequence[int]]
-
-
-class Reason(StrEnum):
-    MALFORMED = "malformed"  # the answer (or its record) is not the shape the protocol defines
-    UNANSWERED = "unanswered"  # the gateway would not answer for a receipt (no record, no opening)
-    UNKNOWN_KEY = "unknown_key"  # the record names a key the gateway does not publish
-    BAD_SIGNATURE = "bad_signature"  # the record's signature does not verify
-    RECEIPT_MISMATCH = "receipt_mismatch"  # the record differs from the receipt the client holds
-    COUNT_MISMATCH = "count_mismatch"  # billed reasoning tokens differ from committed leaves
-    WRONG_POSITIONS = "wrong_positions"  # opened positions are not the ones the nonce derives
-    TOKEN_MISMATCH = "token_mismatch"  # the leaf's token id is not at its place in its block
-    BLOCK_LAYOUT = "block_layout"  # a block is not where block_size puts it, or blocks disagree
-    BLOCK_MISMATCH = "block_mismatch"  # the block's fingerprint does not rebuild the leaf
-    BAD_PROOF = "bad_proof"  # the inclusion proof does not lead to the root at size leaves
-    COUNT_UNPROVEN = "count_unproven"  # the last position did not verify: the count is not pinned
-    RETOKENIZE_MISMATCH = "retokenize_mismatch"  # a block's text does not re-tokenize to its ids
-    UNKNOWN_PROTOCOL = "unknown_protocol"  # the record's commitment protocol is not one we know
-    CONTENT_MISMATCH = "content_mismatch"  # a full opening's ids and text do not rebuild it
-    # The semantic checks (metering.semantic): genuine reasoning about this request?
-    IRRELEVANT = "irrelevant"  # a block is about neither the prompt nor the answer
-    DUPLICATE = "duplicate"  # two blocks of one request (near) repeat each other
-    SPLICED = "spliced"  # a block (near) repeats a block of another request
-    INCOHERENT = "incoherent"  # adjacent blocks do not continue each other
-    FILLER = "filler"  # the learned block classifier scores a block as padding
-    LENGTH_OUTLIER = "length_outlier"  # the billed count is far above what prompt+answer predict
-    EMBEDDING_MISMATCH = "embedding_mismatch"  # a full opening's text embeds elsewhere
-
-
-class Severity(StrEnum):
-    FAIL = "fail"
-    WARN = "warn"
-
-
-class TokenPolicy(StrEnum):
-    """What a re-tokenization mismatch is: a failure (``EXACT``) or a warning (``REPORT``)."""
-
-    EXACT = "exact"
-    REPORT = "report"
-
-
-@dataclass(frozen=True, slots=True)
-class Finding:
-    reason: Reason
-    detail: str
-    position: int | None = None
-    severity: Severity = Severity.FAIL
-
-    def __str__(self) -> str:
-        where = f" at position {self.position}" if self.position is not None else ""
-        return f"{self.severity.upper()} {self.reason}{where}: {self.detail}"
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "reason": str(self.reason),
-            "severity": str(self.severity),
-            "position": self.position,
-            "detail": self.detail,
-        }
-
-
-@dataclass(frozen=True, slots=True)
-class VerifiedBlock:
-    """An opened block that checked out: its embedding (v2) and, if revealed, its text."""
-
-    start: int
-    count: int
-    embedding: bytes | None
-    text: str | None
-
-
-@dataclass(frozen=True, slots=True)
-class AuditReport:
-    """The outcome of one challenge; ``ok`` when no finding is a failure."""
-
-    request_id: str
-    leaves: int
-    positions: tuple[int, ...]  # what the nonce derives
-    verified: tuple[int, ...]  # the positions whose opening checked out
-    findings: tuple[Finding, ...] = ()
-    blocks_retokenized: int = 0
-    protocol: int = protocol.V1
-    block_size: int | None = None
-    blocks: tuple[VerifiedBlock, ...] = ()  # by start, each once
-    embedding_model: str | None = None
-
-    @property
-    def ok(self) -> bool:
-        return not any(f.severity is Severity.FAIL for f in self.findings)
-
-    @property
-    def unverifiable(self) -> bool:
-        """The auditor cannot judge this answer at all (a protocol it does not know)."""
-        return any(f.reason is Reason.UNKNOWN_PROTOCOL for f in self.findings)
-
-    def summary(self) -> str:
-        state = "OK" if self.ok else "FAILED"
-        opened = ", ".join(map(str, self.positions)) or "none"
-        text = (
-            f"{state}: request {self.request_id}, {self.leaves} hidden tokens; "
-            f"sampled positions {opened}; {len(self.verified)} verified"
-        )
-        if self.blocks_retokenized:
-            text += f"; {self.blocks_retokenized} block(s) re-tokenized"
-        return text
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "ok": self.ok,
-            "request_id": self.request_id,
-            "leaves": self.leaves,
-            "positions": list(self.positions),
-            "verified": list(self.verified),
-            "blocks_retokenized": self.blocks_retokenized,
-            "protocol": self.protocol,
-            "blocks_opened": len(self.blocks),
-            "findings": [f.to_dict() for f in self.findings],
-        }
-
-    @classmethod
-    def unanswered(cls, receipt: Receipt, detail: str) -> AuditReport:
-        """The gateway refused to answer for ``receipt`` (e.g. it has no such record)."""
-        finding = Finding(Reason.UNANSWERED, detail)
-        return cls(receipt.request_id, receipt.leaves, (), (), (finding,))
-
-
-# -- the sample ---------------------------------------------------------------------------------
 
 
 def verify_audit(
@@ -171,7 +61,7 @@ def verify_audit(
     if challenge.request_id != receipt.request_id:
         raise ValueError("the challenge is not for the receipt's request")
     positions = challenge.positions(receipt.leaves)
-    report = _Findings(receipt, positions)
+    report = Findings(receipt, positions)
     if not isinstance(response, AuditResponse):
         try:
             response = AuditResponse.from_dict(response)
@@ -196,7 +86,7 @@ def verify_audit(
         for block in response.blocks:
             if block.opening.position in wanted:
                 wanted.discard(block.opening.position)
-                _check_block(report, commitment, signed, block, blocks)
+                check_block(report, commitment, signed, block, blocks)
     else:
         if response.blocks:
             report.add(Reason.MALFORMED, "a version-1 record answered with version-2 blocks")
@@ -204,7 +94,7 @@ def verify_audit(
         for opened in response.openings:
             if opened.opening.position in wanted:
                 wanted.discard(opened.opening.position)  # a repeated position is checked once
-                _check_opening(report, commitment, response.block_size, opened, blocks)
+                check_opening(report, commitment, response.block_size, opened, blocks)
                 if opened.opening.position in report.verified:
                     o = opened.opening
                     report.keep(o.block_start, len(o.block_token_ids), None, o.block_text)
@@ -224,67 +114,16 @@ def verify_audit(
             if got != list(ids):
                 report.add(
                     Reason.RETOKENIZE_MISMATCH,
-                    f"block at {start}: text {text!r} re-tokenizes to {_short(got)}, "
-                    f"the block commits {_short(ids)}",
+                    f"block at {start}: text {text!r} re-tokenizes to {short(got)}, "
+                    f"the block commits {short(ids)}",
                     start,
                     severity,
                 )
     return report.done()
 
 
-class _Findings:
-    __slots__ = (
-        "block_size",
-        "blocks",
-        "embedding_model",
-        "findings",
-        "positions",
-        "protocol",
-        "receipt",
-        "retokenized",
-        "verified",
-    )
-
-    def __init__(self, receipt: Receipt, positions: tuple[int, ...]) -> None:
-        self.receipt = receipt
-        self.positions = positions
-        self.findings: list[Finding] = []
-        self.verified: set[int] = set()
-        self.retokenized = 0
-        self.protocol = protocol.V1
-        self.block_size: int | None = None
-        self.embedding_model: str | None = None
-        self.blocks: dict[int, VerifiedBlock] = {}
-
-    def keep(self, start: int, count: int, embedding: bytes | None, text: str | None) -> None:
-        self.blocks.setdefault(start, VerifiedBlock(start, count, embedding, text))
-
-    def add(
-        self,
-        reason: Reason,
-        detail: str,
-        position: int | None = None,
-        severity: Severity = Severity.FAIL,
-    ) -> None:
-        self.findings.append(Finding(reason, detail, position, severity))
-
-    def done(self) -> AuditReport:
-        return AuditReport(
-            request_id=self.receipt.request_id,
-            leaves=self.receipt.leaves,
-            positions=self.positions,
-            verified=tuple(sorted(self.verified)),
-            findings=tuple(self.findings),
-            blocks_retokenized=self.retokenized,
-            protocol=self.protocol,
-            block_size=self.block_size,
-            blocks=tuple(self.blocks[s] for s in sorted(self.blocks)),
-            embedding_model=self.embedding_model,
-        )
-
-
 def _check_record(
-    report: _Findings, receipt: Receipt, record: dict[str, Any], keys: Mapping[str, PublicKey]
+    report: Findings, receipt: Receipt, record: dict[str, Any], keys: Mapping[str, PublicKey]
 ) -> Commitment | None:
     key = keys.get(str(record.get("key_id")))
     if key is None:
@@ -324,14 +163,14 @@ def _check_record(
     return commitment
 
 
-def _check_positions(report: _Findings, positions: tuple[int, ...], opened: list[int]) -> None:
+def _check_positions(report: Findings, positions: tuple[int, ...], opened: list[int]) -> None:
     if sorted(opened) == list(positions):
         return
     missing = sorted(set(positions) - set(opened))
     extra = sorted(set(opened) - set(positions))
     repeated = sorted({p for p in opened if opened.count(p) > 1})
     parts = [
-        f"{label} {_short(values)}"
+        f"{label} {short(values)}"
         for label, values in (("missing", missing), ("not sampled", extra), ("repeated", repeated))
         if values
     ]
@@ -339,121 +178,3 @@ def _check_positions(report: _Findings, positions: tuple[int, ...], opened: list
         Reason.WRONG_POSITIONS,
         f"opened positions are not the ones the nonce derives: {'; '.join(parts)}",
     )
-
-
-def _check_opening(
-    report: _Findings,
-    commitment: Commitment,
-    block_size: int | None,
-    opened: OpenedLeaf,
-    blocks: dict[int, tuple[tuple[int, ...], str]],
-) -> None:
-    o = opened.opening
-    position, ids = o.position, o.block_token_ids
-    offset = position - o.block_start
-    if not 0 <= offset < len(ids):
-        report.add(Reason.BLOCK_LAYOUT, f"block at {o.block_start} does not hold it", position)
-        return
-    if ids[offset] != o.token_id:
-        report.add(
-            Reason.TOKEN_MISMATCH,
-            f"token id {o.token_id} differs from the block's {ids[offset]} at that place",
-            position,
-        )
-        return
-    if block_size is None:
-        report.add(Reason.BLOCK_LAYOUT, "the answer opens leaves but gives no block size", position)
-        return
-    if o.block_start != position - position % block_size:
-        report.add(
-            Reason.BLOCK_LAYOUT,
-            f"block starts at {o.block_start}, block size {block_size} puts it at "
-            f"{position - position % block_size}",
-            position,
-        )
-        return
-    if len(ids) != min(block_size, commitment.leaves - o.block_start):
-        report.add(
-            Reason.BLOCK_LAYOUT,
-            f"block at {o.block_start} has {len(ids)} tokens; block size {block_size} and "
-            f"{commitment.leaves} leaves give {min(block_size, commitment.leaves - o.block_start)}",
-            position,
-        )
-        return
-    known = blocks.setdefault(o.block_start, (ids, o.block_text))
-    if known != (ids, o.block_text):
-        report.add(Reason.BLOCK_LAYOUT, f"two openings disagree on block {o.block_start}", position)
-        return
-    fingerprint = block_fingerprint(o.block_start, ids, o.block_text)
-    leaf = hash_leaf(leaf_data(o.salt, position, o.token_id, fingerprint))
-    if leaf != opened.leaf:
-        report.add(
-            Reason.BLOCK_MISMATCH,
-            f"the block's token ids and text do not rebuild the committed leaf "
-            f"{opened.leaf.hex()[:16]}…",
-            position,
-        )
-        return
-    try:
-        verify_inclusion(leaf, position, commitment.leaves, o.proof, bytes.fromhex(commitment.root))
-    except ProofError as exc:
-        report.add(Reason.BAD_PROOF, f"at tree size {commitment.leaves}: {exc}", position)
-        return
-    report.verified.add(position)
-
-
-def _check_block(
-    report: _Findings,
-    commitment: Commitment,
-    signed: Commitment,
-    opened: OpenedBlock,
-    blocks: dict[int, tuple[tuple[int, ...], str]],
-) -> None:
-    """Version 2: layout, the rebuilt leaf, the proof; a full opening's content too."""
-    o = opened.opening
-    position, size = o.position, signed.block_size or 1
-    start = position - position % size
-    count = min(size, commitment.leaves - start)
-    if (o.block_start, o.count) != (start, count):
-        report.add(
-            Reason.BLOCK_LAYOUT,
-            f"block ({o.block_start}, {o.count} tokens); block size {size} and "
-            f"{commitment.leaves} leaves give ({start}, {count})",
-            position,
-        )
-        return
-    known = report.blocks.get(start)
-    if known is not None and known.embedding != o.embedding:
-        report.add(Reason.BLOCK_LAYOUT, f"two openings disagree on block {start}", position)
-        return
-    leaf = o.leaf(signed.embedding or "")
-    if leaf != opened.leaf:
-        report.add(
-            Reason.BLOCK_MISMATCH,
-            f"the block's embedding and content do not rebuild the committed leaf "
-            f"{opened.leaf.hex()[:16]}…",
-            position,
-        )
-        return
-    if o.full and not o.content_matches():
-        report.add(
-            Reason.CONTENT_MISMATCH, "the opened ids and text do not rebuild the content", position
-        )
-        return
-    try:
-        verify_inclusion(leaf, position, commitment.leaves, o.proof, bytes.fromhex(commitment.root))
-    except ProofError as exc:
-        report.add(Reason.BAD_PROOF, f"at tree size {commitment.leaves}: {exc}", position)
-        return
-    report.verified.add(position)
-    report.keep(start, count, o.embedding, o.text)
-    if o.full and o.token_ids is not None and o.text is not None:
-        blocks.setdefault(start, (o.token_ids, o.text))
-
-
-# -- small parsing helpers ----------------------------------------------------------------------
-
-
-def _short(values: Sequence[int], limit: int = 8) -> str:
-    shown = ", ".join(map(str, values[:limit]))
-    return f"[{shown}{', …' if len(values) > limit else ''}]"

@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from fairgate.metering.audit_check import Finding, Reason
+from fairgate.metering.audit_report import Finding, Reason
 from fairgate.metering.block_features import NAMES, features
 
 Array = npt.NDArray[Any]

@@ -17,7 +17,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from fairgate.metering.audit_check import Finding, Reason, Severity
+from fairgate.metering.audit_report import Finding, Reason, Severity
 
 
 def _features(prompt: str, answer: str) -> tuple[float, float, float]:

@@ -22,7 +22,7 @@ blocks (:mod:`metering.calibration`, made by ``python -m bench.audit --calibrate
 A cross-request check needs memory across audits: :class:`SpliceIndex` keeps the block
 embeddings an auditor has seen and reports a block that (almost) equals one of another request.
 
-Pure: numpy only. Findings are :class:`metering.audit_check.Finding` values.
+Pure: numpy only. Findings are :class:`metering.audit_report.Finding` values.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from fairgate.metering.audit_check import Finding, Reason
+from fairgate.metering.audit_report import Finding, Reason
 
 Vectors = npt.NDArray[np.float32]
 
