@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -73,3 +74,23 @@ def test_vllm_imports_beside_the_cuda_builds_pip_brings() -> None:
     installed = importlib.util.find_spec("torchvision") is not None
     if installed:
         assert "torchvision" in result.stdout and "vllm True" in result.stdout
+
+
+@pytest.mark.e2e
+@pytest.mark.timeout(300)
+def test_vllm_inspects_a_model_in_a_child_beside_the_cuda_builds(tmp_path: Path) -> None:
+    """With an empty model-info cache (a fresh machine), vLLM inspects the model's class in a
+    new interpreter; under our server that child hides the broken extensions too."""
+    script = (
+        "from fairgate.replicas import vllm_server\n"
+        "vllm_server.guard_registry_child()\n"
+        "from vllm.model_executor.models.registry import ModelRegistry\n"
+        "info = ModelRegistry._try_inspect_model_cls('LlamaForCausalLM')\n"
+        "print('inspected', info is not None)\n"
+    )
+    env = {**os.environ, "VLLM_CACHE_ROOT": str(tmp_path)}
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=280, env=env
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "inspected True" in result.stdout, result.stderr[-3000:]
