@@ -12,7 +12,7 @@ import pytest
 
 from fairgate.gateway.config import parse_config
 from tests.e2e.conftest import marking_this_process, wait_none_marked
-from tests.e2e.test_ray_replicas import config_data
+from tests.e2e.tiny_cluster import config_data
 from tests.support.gateway_server import GatewayServer
 
 pytestmark = pytest.mark.e2e

