@@ -5,16 +5,29 @@ Defaults and where they come from:
 - ``prompt_weight`` w_p = 1, ``completion_weight`` w_q = 2: DESIGN.md's service measure, the
   same 1:2 input:output price ratio the VTC paper (OSDI'24) uses in its evaluation.
 - ``quantum`` Q_u = 1024 weighted tokens: DLPM's refill per round (arXiv 2501.14312, Alg. 1).
-  The paper leaves Q_u open; its bound 2(U + Q_u) favours a small quantum, while a quantum far
-  below one request's cost only adds refill rounds. 1024 is about one short chat request
-  (≈512 uncached prompt tokens + 256 generated * 2). Refill rounds are computed in O(active
-  tenants) however large the debt, so a small Q_u costs no loop iterations.
-- ``locality_slack`` = 0 weighted tokens: how far a job with a longer prefix match may go
-  ahead of a tenant with more DLPM credit. Q_u is the paper's rule (any credited tenant's
-  longest match); measured through the gateway with a flood on full engines, that let the
-  flood's warm-cache jobs take a whole quantum while light tenants with more credit waited
-  (0.2 of an equal share, as FCFS). 0: credit decides, locality breaks ties, and the flood
-  keeps its locality among its own jobs (tests/gateway/test_fairness.py, bench/RESULTS.md).
+  The paper leaves Q_u open; its bound 2(U + Q_u) favours a small quantum, but a quantum
+  below one miss loses locality (``quantum_jobs`` below sets the floor). 1024 is about one
+  short chat request (≈512 uncached prompt tokens + 256 generated * 2). Refill rounds are
+  computed in O(active tenants) however large the debt, so a small Q_u costs no loop
+  iterations.
+- ``quantum_jobs`` = 1: Q_u is at least this many of the median tenant's typical jobs (its
+  expected work with the prompt uncached: what one miss costs), as a deficit round robin
+  quantum is at least one packet. With 10k-token documents and Q_u = 1024 every miss put a
+  tenant 9 rounds in debt, and the turn then went to whoever had credit, whatever was cached
+  (``python -m bench.fairness --workload long_doc_qa``: 1.69x VTC's throughput, 0.67x LPM's;
+  with one typical job 2.47x and 0.98x, Jain 0.957; with 2, 2.6x but the flood's light
+  tenants drop to 0.71). 0: ``quantum`` alone, as in the paper.
+- ``locality_tolerance`` = 0.25: DLPM admits, among tenants with credit, the job needing the
+  least prefill (the paper's longest match); prefills within this many typical jobs of the
+  least count as equally local, and among them the most credit goes first. Without it a flood
+  whose cached prompt is a block longer than a light tenant's (both hits) goes first on
+  every admission while it has credit (measured through the gateway: lights at 0.2-0.6 of an
+  equal share); with it, locality decides where it matters (a cached question against one
+  that reloads a document) and credit decides among hits.
+- ``locality_slack`` = None: when a number, DLPM also keeps out tenants more than that far
+  (weighted tokens) behind the most credit; 0 is the previous default (credit first,
+  locality only among equals: 1.69x VTC on long-document QA). None: every credited tenant
+  (the paper's rule).
 - ``replica_quantum`` Q_w = 4096 weighted tokens: D²LPM's per-replica refill. It sets how much
   of one tenant's work may follow its cached prefix to one replica before spilling to replicas
   where it still has credit: about four short requests. The paper leaves it open too; in a
@@ -111,8 +124,10 @@ class SchedulerConfig:
     cache_threshold: float = 0.3
     fairness_scope: str = "cluster"
     output_estimate_alpha: float = 0.2
-    locality_slack: float = 0.0
+    locality_slack: float | None = None
     replica_quantum_jobs: float = 4.0
+    quantum_jobs: float = 1.0
+    locality_tolerance: float = 0.25
 
     def __post_init__(self) -> None:
         if self.policy not in Policy._value2member_map_:
@@ -125,7 +140,10 @@ class SchedulerConfig:
             )
         _positive("quantum", self.quantum)
         _positive("replica_quantum", self.replica_quantum)
-        _non_negative("locality_slack", self.locality_slack)
+        if self.locality_slack is not None:
+            _non_negative("locality_slack", self.locality_slack)
+        _non_negative("quantum_jobs", self.quantum_jobs)
+        _non_negative("locality_tolerance", self.locality_tolerance)
         _non_negative("replica_quantum_jobs", self.replica_quantum_jobs)
         _non_negative("prompt_weight", self.prompt_weight)
         _non_negative("completion_weight", self.completion_weight)

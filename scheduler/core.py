@@ -284,6 +284,9 @@ class Scheduler:
                     tree,
                     self.config.quantum,
                     self.config.locality_slack,
+                    quantum_jobs=self.config.quantum_jobs,
+                    tolerance=self.config.locality_tolerance,
+                    prompt_weight=self.config.prompt_weight,
                 )
 
     def _ledger(self) -> Ledger:
@@ -314,6 +317,10 @@ class Scheduler:
         ]
 
     def _route(self, job: Job, candidates: list[Replica]) -> tuple[Replica, int]:
+        cfg = self.config
+        expected = self._tenants.expected_output(job.tenant, job.max_tokens)
+        miss = len(job.prompt) * cfg.prompt_weight + expected * cfg.completion_weight
+        self._tenants.observe_job(job.tenant, miss, cfg.output_estimate_alpha)
         replica = self._router.route(job, candidates)
         self._routed += 1
         return replica, replica.prefix_match(job)

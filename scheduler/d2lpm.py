@@ -47,12 +47,10 @@ class D2LPM(Router):
     def __init__(self, config: SchedulerConfig, tenants: TenantBook) -> None:
         super().__init__(config, tenants)
         self._deficits: dict[str, dict[str, float]] = {}  # tenant -> replica -> credit
-        self._job_work: dict[str, float] = {}  # tenant -> typical job's work (moving average)
 
     def route(self, job: Job, candidates: Sequence[C]) -> C:
         cfg = self.config
         credit = self._deficits.setdefault(job.tenant, {})
-        self._observe(job)
         matches = [c.prefix_match(job) for c in candidates]
         if all(credit.get(c.replica_id, 0.0) <= 0 for c in candidates):
             self._refill(job.tenant, credit, candidates)
@@ -100,19 +98,6 @@ class D2LPM(Router):
         account = self.tenants.account(tenant)
         return (account.queued + account.inflight) / account.weight
 
-    def _observe(self, job: Job) -> None:
-        """The tenant's typical job in expected work, its prompt uncached: what one miss costs."""
-        work = self._own(job, 0)
-        last = self._job_work.get(job.tenant)
-        alpha = self.config.output_estimate_alpha
-        self._job_work[job.tenant] = work if last is None else last + alpha * (work - last)
-
-    def _typical(self) -> float:
-        """The median tenant's typical job: one tenant's huge prompts (misbehaving S2) must
-        not buy it a bigger share of a replica than the others get."""
-        works = sorted(self._job_work.values())
-        return works[len(works) // 2] if works else 0.0
-
     def _cost(self, job: Job, match: int, replica: Candidate) -> float:
         """What the job costs on ``replica`` in weighted tokens: its own work there (the
         prefix cached there is cheap) plus the queued work it would wait behind. Locality
@@ -135,7 +120,7 @@ class D2LPM(Router):
         """Overload is a gap of ``work_gap``, or of ``replica_quantum_jobs`` typical jobs when
         those are larger (a few long-document jobs are no overload)."""
         cfg = self.config
-        gap = max(cfg.work_gap, cfg.replica_quantum_jobs * self._typical())
+        gap = max(cfg.work_gap, cfg.replica_quantum_jobs * self.tenants.typical_job())
         if len(candidates) > 1 and overloaded(choice, candidates, gap, cfg.balance_rel_threshold):
             reason, choice = "guard", least_work(candidates)
         self.reasons[reason] += 1
@@ -156,14 +141,14 @@ class D2LPM(Router):
         return dict(self._deficits.get(tenant, {}))
 
     def _grant(self, tenant: str) -> float:
-        typical = self.config.replica_quantum_jobs * self._typical()
+        typical = self.config.replica_quantum_jobs * self.tenants.typical_job()
         return max(self.config.replica_quantum, typical) * self.tenants.weight(tenant)
 
     def _refill(self, tenant: str, credit: dict[str, float], candidates: Sequence[C]) -> None:
-        """Q_w, or ``replica_quantum_jobs`` typical jobs (``_typical``) when those are larger: a
-        quantum smaller than one job (a 5k-token document question against Q_w = 4096) sends
-        every job of a tenant to another replica than its last, and each one misses
-        (measured in bench.fairness.sweep: 46% hits instead of 96% on 8 replicas)."""
+        """Q_w, or ``replica_quantum_jobs`` typical jobs (``TenantBook.typical_job``) when those
+        are larger: a quantum smaller than one job (a 5k-token document question against
+        Q_w = 4096) sends every job of a tenant to another replica than its last, and each
+        one misses (measured in bench.fairness.sweep: 46% hits instead of 96% on 8 replicas)."""
         grant = self._grant(tenant)
         rounds = min(math.floor(-credit.get(c.replica_id, 0.0) / grant) + 1 for c in candidates)
         rounds = max(rounds, 1)

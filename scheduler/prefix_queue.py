@@ -85,17 +85,25 @@ class PrefixQueue:
         """The waiting job of one of ``tenants`` with the longest match (then earliest arrival)."""
         best_entry: _Entry | None = None
         for tenant in tenants:
-            heap = self._heaps.get(tenant)
-            if not heap:
-                continue
-            while heap:
-                entry = heap[0]
-                if self._version.get(entry[3]) == entry[2]:
-                    break
-                heapq.heappop(heap)
-            if heap and (best_entry is None or heap[0][:2] < best_entry[:2]):
-                best_entry = heap[0]
+            entry = self._top(tenant)
+            if entry is not None and (best_entry is None or entry[:2] < best_entry[:2]):
+                best_entry = entry
         return None if best_entry is None else self._records[best_entry[3]]
+
+    def head(self, tenant: str) -> tuple[JobRecord, int] | None:
+        """``tenant``'s waiting job with the longest match (then earliest arrival), and that
+        match; None when it has no waiting job."""
+        entry = self._top(tenant)
+        return None if entry is None else (self._records[entry[3]], -entry[0])
+
+    def _top(self, tenant: str) -> _Entry | None:
+        heap = self._heaps.get(tenant)
+        while heap:
+            entry = heap[0]
+            if self._version.get(entry[3]) == entry[2]:
+                return entry
+            heapq.heappop(heap)
+        return None
 
     # -- parking ---------------------------------------------------------------------------
     def _park(self, record: JobRecord, node: Node, depth: int) -> None:

@@ -19,6 +19,7 @@ class TenantAccount:
     inflight: int = 0
     served: float = 0.0
     average_output: float | None = None  # generated tokens per finished job, moving average
+    job_work: float | None = None  # expected work of a job with its prompt uncached, average
 
     def observe_output(self, generated: int, alpha: float) -> None:
         if self.average_output is None:
@@ -70,6 +71,18 @@ class TenantBook:
                 f"tenant {name!r}: weight must be a finite number > 0, got {weight!r}"
             )
         self.account(name).weight = float(weight)
+
+    def observe_job(self, name: str, work: float, alpha: float) -> None:
+        """A job of ``name`` arrived whose expected work, its prompt uncached, is ``work``."""
+        account = self.account(name)
+        last = account.job_work
+        account.job_work = work if last is None else last + alpha * (work - last)
+
+    def typical_job(self) -> float:
+        """The median tenant's typical job (``observe_job``): what one miss costs. The median,
+        so that one tenant's huge prompts (misbehaving S2) do not set everyone's quanta."""
+        works = sorted(a.job_work for a in self._accounts.values() if a.job_work is not None)
+        return works[len(works) // 2] if works else 0.0
 
     def observe_output(self, name: str, generated: int, alpha: float) -> None:
         """A job of ``name`` finished having generated ``generated`` tokens."""

@@ -9,6 +9,7 @@ def test_defaults_are_the_documented_ones():
     assert (cfg.prompt_weight, cfg.completion_weight) == (1.0, 2.0)
     assert (cfg.inflight_initial, cfg.inflight_ceiling, cfg.max_queued_per_tenant) == (4, 64, 256)
     assert cfg.cache_tokens_per_replica == 100_000
+    assert (cfg.quantum_jobs, cfg.locality_tolerance, cfg.locality_slack) == (1.0, 0.25, None)
 
 
 @pytest.mark.parametrize(
@@ -28,6 +29,9 @@ def test_defaults_are_the_documented_ones():
         ("cache_threshold", 1.5),
         ("quantum", "big"),
         ("inflight_initial", True),
+        ("quantum_jobs", -1.0),
+        ("locality_tolerance", float("nan")),
+        ("locality_slack", -1.0),
     ],
 )
 def test_bad_values_name_their_key(key, value):

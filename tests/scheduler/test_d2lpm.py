@@ -159,8 +159,10 @@ def test_a_short_prefix_does_not_pull_a_job_behind_other_tenants_queues():
 def test_the_refill_covers_a_few_of_the_tenants_typical_jobs():
     """Q_w = 4096 is less than one question about a 5k-token document: the refill grows to
     replica_quantum_jobs such jobs, so a tenant's next job can follow its cached document."""
-    router = D2LPM(SchedulerConfig(replica_quantum=4096.0), TenantBook())
-    job = Job("j", "t", "m", tuple(range(5000)), 50)  # 5,000 + 50 * 2 if uncached
+    book = TenantBook()
+    router = D2LPM(SchedulerConfig(replica_quantum=4096.0), book)
+    job = Job("j", "t", "m", tuple(range(5000)), 50)
+    book.observe_job("t", 5000 + 50 * 2, 0.2)  # what Scheduler does before routing
     router.route(job, [FakeReplica("a"), FakeReplica("b")])
     assert router.deficits("t") == {"a": 4 * 5100.0, "b": 4 * 5100.0}
 
@@ -168,10 +170,13 @@ def test_the_refill_covers_a_few_of_the_tenants_typical_jobs():
 def test_huge_prompts_do_not_buy_a_bigger_quantum():
     """The floor follows the median tenant's typical job, not the tenant's own: a tenant
     sending 20k-token prompts (misbehaving S2) is refilled like the others."""
-    router = D2LPM(SchedulerConfig(replica_quantum=100.0), TenantBook())
+    book = TenantBook()
+    router = D2LPM(SchedulerConfig(replica_quantum=100.0), book)
     reps = [FakeReplica("a"), FakeReplica("b")]
     for t in ("x", "y"):
+        book.observe_job(t, 1000.0, 0.2)
         router.route(Job(f"{t}0", t, "m", tuple(range(1000)), 0), reps)
+    book.observe_job("huge", 20_000.0, 0.2)
     router.route(Job("big", "huge", "m", tuple(range(20_000)), 0), reps)
     assert router.deficits("huge") == {"a": 4 * 1000.0, "b": 4 * 1000.0}
 

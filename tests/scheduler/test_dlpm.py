@@ -34,30 +34,36 @@ def _u(specs, config: SchedulerConfig) -> float:
     seed=st.integers(0, 2**32),
     weights=st.sampled_from([(1, 1), (2, 1), (1, 3), (1.5, 1)]),
     quantum=st.sampled_from([1.0, 7.0, 50.0, 400.0]),
+    quantum_jobs=st.sampled_from([0.0, 1.0, 2.0]),
     per_tenant=st.integers(2, 25),
     report=st.sampled_from(["random", "predicted", "none"]),
     cache=st.sampled_from([0, 20, 10_000]),
 )
 def test_service_gap_of_two_backlogged_tenants_is_within_2_u_plus_q(
-    backlog, specs, seed, weights, quantum, per_tenant, report, cache
+    backlog, specs, seed, weights, quantum, quantum_jobs, per_tenant, report, cache
 ):
     rng = random.Random(seed)
     config = SchedulerConfig(
         policy="dlpm",
         router="round_robin",
         quantum=quantum,
+        quantum_jobs=quantum_jobs,
         inflight_initial=1,
         inflight_ceiling=max(64, 1),
         max_queued_per_tenant=1000,
     )
     work = specs(rng, ["a", "b"], per_tenant, max_prompt=40, max_output=30)
     u = _u(work, config)
+    # Q_u is the quantum or quantum_jobs typical jobs (a moving average of jobs' work with
+    # the prompt uncached and the output expected), whichever is more
+    typical = max(len(s.prompt) for s in work) + max(s.output for s in work) * 2.0
+    q_u = max(quantum, quantum_jobs * typical)
     trace = backlog(
         config, {"a": weights[0], "b": weights[1]}, work, rng, report=report, cache_tokens=cache
     )
     # deficit/weight of a backlogged tenant stays in (-U/w, Q_u]: the gap spans at most
     # (U/w_a + Q_u) + (U/w_b + Q_u), which is 2(U + Q_u) for equal weights
-    assert trace.spread <= u / weights[0] + u / weights[1] + 2 * quantum + 1e-6
+    assert trace.spread <= u / weights[0] + u / weights[1] + 2 * q_u + 1e-6
 
 
 @SETTINGS
@@ -79,7 +85,8 @@ def test_with_k_slots_the_bound_is_2_ku_plus_q(backlog, specs, seed, slots, per_
     )
     work = specs(rng, ["a", "b"], per_tenant, max_prompt=30, max_output=20)
     trace = backlog(config, {"a": 1.0, "b": 1.0}, work, rng, report="predicted")
-    assert trace.spread <= 2 * (slots * _u(work, config) + quantum) + 1e-6
+    q_u = max(quantum, config.quantum_jobs * (30 + 20 * 2.0))  # at most one job's work
+    assert trace.spread <= 2 * (slots * _u(work, config) + q_u) + 1e-6
 
 
 def test_two_to_one_weights_give_two_to_one_service(backlog, spec):
