@@ -15,6 +15,7 @@ from fairgate.metering.commitment import Commitment, HiddenCommitter
 from fairgate.metering.errors import DuplicateRequestError, LedgerError
 from fairgate.metering.fingerprints import EmbeddingQueue, StreamingCommitter
 from fairgate.metering.ledger import Ledger, open_ledger
+from fairgate.metering.ledger_writer import LedgerWriter
 from fairgate.metering.pricing import ModelPrices, PriceTable
 from fairgate.metering.record import LedgerEntry
 from fairgate.metering.signing import Keyring
@@ -55,6 +56,7 @@ class Recorder:
         embedder: BlockEmbedder | None = None,
     ) -> None:
         self.ledger = ledger
+        self.writer = LedgerWriter(ledger)  # one thread, batches of whatever has queued
         self.metrics = metrics
         self.prices = prices
         self.block_size = block_size
@@ -141,7 +143,7 @@ class Recorder:
         )
         clock = time.perf_counter()
         try:
-            receipt = await asyncio.to_thread(self.ledger.append, entry)
+            receipt = await self.writer.append(entry)
         except DuplicateRequestError:
             raise
         except LedgerError as error:
@@ -226,4 +228,5 @@ class Recorder:
 
     def close(self) -> None:
         self.embed_queue.shutdown()
+        self.writer.close()
         self.ledger.close()

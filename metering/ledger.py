@@ -12,9 +12,11 @@ time, but a commit (an fsync) can carry many. Callers queue their entries; whoev
 writer active becomes the writer, takes every queued entry, and in one transaction reads the
 chain head, signs and inserts them, and commits; then it wakes the others, whose entries were in
 that batch or become the next writer's. A lone caller pays one fsync per append; eight callers
-share them. The head is read inside the write transaction (under ``BEGIN IMMEDIATE`` on SQLite,
-an advisory lock per chain on PostgreSQL), so two processes on one chain interleave correctly
-instead of forking it, and reopening a ledger resumes its chain from the last stored record.
+share them. ``append_many`` queues several entries at once: the gateway's ``LedgerWriter``
+thread hands over everything that queued while the previous commit ran. The head is read
+inside the write transaction (under ``BEGIN IMMEDIATE`` on SQLite, an advisory lock per chain
+on PostgreSQL), so two processes on one chain interleave correctly instead of forking it, and
+reopening a ledger resumes its chain from the last stored record.
 
 A bad entry (a duplicate request id, a value with no canonical form) fails alone; a failed
 commit fails its whole batch and appends nothing.
@@ -117,12 +119,12 @@ class _Pending:
         self.entry = entry
         self.done = False
         self.receipt: Receipt | None = None
-        self.error: BaseException | None = None
+        self.error: Exception | None = None
 
-    def result(self) -> Receipt:
-        if self.receipt is None:
-            raise self.error or LedgerError("append did not complete")
-        return self.receipt
+    def outcome(self) -> Receipt | Exception:
+        if self.receipt is not None:
+            return self.receipt
+        return self.error or LedgerError("append did not complete")
 
 
 class Ledger:
@@ -164,25 +166,48 @@ class Ledger:
         Raises ``DuplicateRequestError`` when the request id already has a record, and
         ``LedgerError`` when the ledger is closed, read-only, or the commit failed.
         """
+        outcome = self.append_many([entry])[0]
+        if isinstance(outcome, Receipt):
+            return outcome
+        raise outcome
+
+    def append_many(self, entries: Sequence[LedgerEntry]) -> list[Receipt | Exception]:
+        """``append`` for several entries at once, in order: each one's receipt or the error
+        that refused it (a bad entry fails alone). Raises ``LedgerError`` when the ledger is
+        closed or read-only."""
         if self.key is None:
             raise LedgerError("this ledger was opened without a signing key (read-only)")
-        if not isinstance(entry, LedgerEntry):  # fail here, not inside someone else's batch
-            raise TypeError(f"append() takes a LedgerEntry, not {type(entry).__name__}")
-        pending = _Pending(entry)
+        for entry in entries:  # fail here, not inside someone else's batch
+            if not isinstance(entry, LedgerEntry):
+                raise TypeError(f"append() takes a LedgerEntry, not {type(entry).__name__}")
+        if not entries:
+            return []
+        pendings = [_Pending(entry) for entry in entries]
+        last = pendings[-1]  # batches take the queue's head: ours are done when it is
         with self._cond:
             if self._closed:
                 raise LedgerError("ledger is closed")
-            self._queue.append(pending)
-            while not pending.done:
+            self._queue.extend(pendings)
+        while not last.done:
+            batch = self._take(last)
+            if batch:
+                self._write(batch)
+        return [item.outcome() for item in pendings]
+
+    def _take(self, last: _Pending) -> list[_Pending]:
+        """The next batch to write, once no one else is writing; empty when ``last`` is done."""
+        with self._cond:
+            while not last.done:
                 if not self._writing:
-                    # Nobody is writing, so our entry is still queued: write the queue.
+                    # Nobody is writing, so our entries are still queued: write the queue.
                     self._writing = True
                     batch = self._queue[:_MAX_BATCH]
                     del self._queue[:_MAX_BATCH]
-                    break
+                    return batch
                 self._cond.wait()
-            else:
-                return pending.result()
+        return []
+
+    def _write(self, batch: list[_Pending]) -> None:
         try:
             self._write_batch(batch)
         finally:
@@ -193,7 +218,6 @@ class Ledger:
                     item.done = True
                 self._writing = False
                 self._cond.notify_all()
-        return pending.result()
 
     def _write_batch(self, batch: list[_Pending]) -> None:
         assert self.key is not None
