@@ -1,10 +1,10 @@
 """The ``openai`` provider: an existing OpenAI-compatible server (e.g. ``vllm serve``).
 
 The gateway always streams from upstream, asking for token ids and usage, so it sees every
-token whether or not its own client streams. The stream is read with aiohttp (its HTTP
-parser is in C; httpx's pure-Python h11 cost about 1 ms of CPU per 32-token stream, more than
-the rest of the relay) on one pooled keep-alive session per replica; health checks and the
-engine's metrics stay on httpx.
+token whether or not its own client streams. The stream is read with ``upstream_http`` (a
+small client on httptools' C parser; httpx's pure-Python h11 cost about 1 ms of CPU per
+32-token stream, aiohttp's machinery about 0.2 ms more than it) on one pool of keep-alive
+connections per replica; health checks and the engine's metrics stay on httpx.
 """
 
 from __future__ import annotations
@@ -13,12 +13,14 @@ import json
 from collections.abc import AsyncGenerator
 from contextlib import aclosing
 from typing import Any
+from urllib.parse import urlsplit
 
-import aiohttp
 import httpx
 import msgspec
 
+from fairgate.replicas import engine_chunks
 from fairgate.replicas.base import EngineLoad
+from fairgate.replicas.engine_chunks import completion_logprobs_to_chat
 from fairgate.replicas.engine_metrics import scrape_engine_metrics
 from fairgate.replicas.errors import ReplicaFailed, ReplicaRejected, ReplicaUnavailable
 from fairgate.replicas.sse import sse_batches
@@ -30,10 +32,11 @@ from fairgate.replicas.stream import (
     EngineUsage,
     Part,
 )
+from fairgate.replicas.upstream_http import ConnectFailed, HttpPool, Response, UpstreamBroken
 
 _PATHS = {"chat": "/v1/chat/completions", "completions": "/v1/completions"}
 _KEEPALIVE_S = 4.0
-_STREAM_TIMEOUT = aiohttp.ClientTimeout(total=None, sock_connect=5.0, sock_read=600.0)
+_CONNECT_TIMEOUT_S, _READ_TIMEOUT_S = 5.0, 600.0
 _JSON_BODY = {"Content-Type": "application/json"}
 _decode = msgspec.json.Decoder().decode  # about 7x json.loads on an engine's chunk
 _encode = msgspec.json.Encoder().encode
@@ -55,13 +58,14 @@ class OpenAIReplica:
         self.replica_id = replica_id
         self.model = model
         self.url = url.rstrip("/")
+        self._prefix = urlsplit(self.url).path  # a base URL may have a path before /v1
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self._client = client or httpx.AsyncClient(
             headers=headers, timeout=httpx.Timeout(connect=5.0, read=600.0, write=30.0, pool=30.0)
         )
         auth = self._client.headers.get("authorization")
         self._stream_headers = {"Authorization": auth} if auth else {}
-        self._session: aiohttp.ClientSession | None = None
+        self._session: HttpPool | None = None
         # vLLM's extension: token ids per chunk (exact attribution of hidden tokens). Turned
         # off for good the first time an upstream refuses it.
         self.extensions = extensions
@@ -87,16 +91,16 @@ class OpenAIReplica:
                 async for events in reads:
                     yield events
 
-    def _streams(self) -> aiohttp.ClientSession:
+    def _streams(self) -> HttpPool:
         if self._session is None or self._session.closed:
             # Under the 5 s after which vLLM's server (uvicorn) closes an idle connection: a
             # pooled connection older than that breaks the next request's write.
-            connector = aiohttp.TCPConnector(limit=0, keepalive_timeout=_KEEPALIVE_S)
-            self._session = aiohttp.ClientSession(
-                connector=connector,
+            self._session = HttpPool(
+                self.url,
                 headers=self._stream_headers,
-                timeout=_STREAM_TIMEOUT,
-                auto_decompress=True,
+                keepalive_s=_KEEPALIVE_S,
+                connect_timeout_s=_CONNECT_TIMEOUT_S,
+                read_timeout_s=_READ_TIMEOUT_S,
             )
         return self._session
 
@@ -111,14 +115,14 @@ class OpenAIReplica:
         started = finished = False
         try:
             opened = await self._post(
-                self.url + _PATHS[request.endpoint],
+                self._prefix + _PATHS[request.endpoint],
                 _encode(body),
                 {**_JSON_BODY, "x-request-id": request.request_id},
             )
             async with opened as response:
                 if response.status >= 400:
                     await self._raise_for(response.status, await response.read())
-                async for batch in sse_batches(response.content.iter_any()):
+                async for batch in sse_batches(response.chunks()):
                     events, broken = self._read(batch, request.endpoint)
                     for event in events:
                         if type(event) is EngineDelta:
@@ -132,25 +136,20 @@ class OpenAIReplica:
                         f"stream from {self.replica_id} ended before its finish_reason",
                         replica_id=self.replica_id,
                     )
-        except aiohttp.ClientConnectorError as error:
+        except ConnectFailed as error:
             raise ReplicaUnavailable(
                 f"cannot reach {self.url}: {error}", replica_id=self.replica_id
             ) from None
-        except (aiohttp.ClientError, TimeoutError, ValueError) as error:
+        except (UpstreamBroken, TimeoutError, ValueError) as error:
             kind = ReplicaFailed if started else ReplicaUnavailable
             raise kind(
                 f"stream from {self.replica_id} broke: {error!r}", replica_id=self.replica_id
             ) from None
 
-    async def _post(self, url: str, data: bytes, headers: dict[str, str]) -> aiohttp.ClientResponse:
-        """POST, once more on a new connection when a pooled one turns out closed by the server
-        before the request went out (nothing reached the engine, so nothing runs twice)."""
-        try:
-            return await self._streams().post(url, data=data, headers=headers)
-        except (aiohttp.ClientOSError, aiohttp.ServerDisconnectedError) as error:
-            if isinstance(error, aiohttp.ClientConnectorError):
-                raise  # no connection at all: the engine is not there
-            return await self._streams().post(url, data=data, headers=headers)
+    async def _post(self, path: str, data: bytes, headers: dict[str, str]) -> Response:
+        """POST; ``HttpPool.post`` sends once more on a new connection when a pooled one turns
+        out closed by the server before any answer came (nothing ran, so nothing runs twice)."""
+        return await self._streams().post(path, data, headers)
 
     async def _raise_for(self, status: int, raw: bytes) -> None:
         message = raw.decode("utf-8", "replace")[:2000]
@@ -182,15 +181,19 @@ class OpenAIReplica:
         that cut it short: the events before a broken one still reach the client."""
         events: list[EngineEvent] = []
         broken: Exception | None = None
-        for payload in _payloads(batch):
-            if isinstance(payload, ValueError):
-                broken = payload
-                break
+        for data in batch:
             try:
-                events.extend(self._events(payload, endpoint))
+                found = engine_chunks.events(data, endpoint, self.replica_id)
+                if found is None:  # not the common shape: the dict reader
+                    payload = _payload(data)
+                    if isinstance(payload, ValueError):
+                        broken = payload
+                        break
+                    found = self._events(payload, endpoint)
             except ReplicaFailed as error:
                 broken = error
                 break
+            events.extend(found)
         last: EngineDelta | None = None
         for event in events:
             if type(event) is EngineDelta:
@@ -245,19 +248,15 @@ class OpenAIReplica:
             await self._session.close()
 
 
-def _payloads(batch: list[bytes]) -> list[Any]:
-    """The JSON of a read's events; where one is broken, those before it and then its error."""
-    payloads: list[Any] = []
-    for data in batch:
-        try:
-            payloads.append(_decode(data))
-        except msgspec.DecodeError:
-            try:  # what msgspec refuses and json takes (NaN, say)
-                payloads.append(json.loads(data))
-            except ValueError as error:
-                payloads.append(error)
-                break
-    return payloads
+def _payload(data: bytes) -> Any:
+    """The JSON of an event, or the error that says why it is not JSON."""
+    try:
+        return _decode(data)
+    except msgspec.DecodeError:
+        try:  # what msgspec refuses and json takes (NaN, say)
+            return json.loads(data)
+        except ValueError as error:
+            return error
 
 
 def _deltas(choice: dict[str, Any], endpoint: str) -> list[EngineEvent]:
@@ -301,23 +300,3 @@ def _usage(usage: dict[str, Any]) -> EngineUsage:
         cached_tokens=prompt_details.get("cached_tokens"),
         reasoning_tokens=completion_details.get("reasoning_tokens"),
     )
-
-
-def completion_logprobs_to_chat(logprobs: dict[str, Any] | None) -> list[dict[str, Any]]:
-    """The legacy completions logprobs object as a per-token list in the chat shape."""
-    if not logprobs:
-        return []
-    tokens = logprobs.get("tokens") or []
-    values = logprobs.get("token_logprobs") or []
-    tops = logprobs.get("top_logprobs") or []
-    entries = []
-    for index, token in enumerate(tokens):
-        top = tops[index] if index < len(tops) and tops[index] else {}
-        entries.append(
-            {
-                "token": token,
-                "logprob": values[index] if index < len(values) else None,
-                "top_logprobs": [{"token": t, "logprob": v} for t, v in top.items()],
-            }
-        )
-    return entries
