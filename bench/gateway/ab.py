@@ -3,7 +3,8 @@ one upstream, with the event-loop thread's own share:
 
     python -m bench.gateway.ab --rate 50 --window-s 5 --rounds 4 before=DIR after=DIR
 
-(DIR: ``git archive REV | tar -x -C DIR``). Process CPU time, unlike latency, stays
+(DIR: ``git archive REV | tar -x -C DIR``; ``NAME=DIR@background`` runs that tree with
+``ledger.sync: background``). Process CPU time, unlike latency, stays
 comparable on a machine that other work shares; the order of the trees alternates by round.
 """
 
@@ -61,7 +62,10 @@ def main() -> None:
     try:
         for item in args.trees:
             name, tree = item.split("=", 1)
-            targets[name] = start_fairgate(name, url, work / name, PROXY_CORE, tree=Path(tree))
+            tree, _, sync = tree.partition("@")
+            targets[name] = start_fairgate(
+                name, url, work / name, PROXY_CORE, sync=sync or "commit", tree=Path(tree)
+            )
         for target in targets.values():
             window(target, 20, 1.0, 0)  # warm
         cpus: dict[str, list[float]] = {name: [] for name in targets}
