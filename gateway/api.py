@@ -25,7 +25,7 @@ from fairgate.gateway.errors import (
     Unauthorized,
     invalid_request,
 )
-from fairgate.gateway.event_stream import EventStream
+from fairgate.gateway.event_stream import EventStream, LastPiece
 from fairgate.gateway.generation import Generation, RequestOutcome, Visible, first_or_end
 from fairgate.gateway.plain_route import PlainRoute
 from fairgate.gateway.render import Renderer, sse
@@ -221,17 +221,20 @@ def _response_id(endpoint: Endpoint, request_id: str) -> str:
     return f"chatcmpl-{suffix}" if endpoint == "chat" else f"cmpl-{suffix}"
 
 
-async def or_disconnect(request: Request, work: Awaitable[T]) -> T:
-    """Await ``work`` unless the client goes away first, in which case cancel it."""
-    watch = ClientGone(request.receive)
+async def or_disconnect(request: Request, work: Awaitable[T], watch: ClientGone | None = None) -> T:
+    """Await ``work`` unless the client goes away first, in which case cancel it. ``watch``:
+    the request's own ``ClientGone``, left open for the response (else one for this wait)."""
+    own = watch is None
+    gone = watch or ClientGone(request.receive)
     try:
         return await work
     except asyncio.CancelledError:
-        if watch.absorb():
+        if gone.absorb():
             raise asyncio.CancelledError("client disconnected") from None
         raise
     finally:
-        watch.close()
+        if own:
+            gone.close()
 
 
 async def finished(
@@ -254,20 +257,25 @@ async def finished(
 
 
 async def started(
-    request: Request, generation: Generation, headers: dict[str, str]
+    request: Request,
+    generation: Generation,
+    headers: dict[str, str],
+    watch: ClientGone | None = None,
 ) -> tuple[AsyncGenerator[list[Visible], None], list[Visible] | None]:
     """Start a streaming generation up to its first read: errors before it (no replica, a
     rejected request) stay HTTP errors. Names the replica in ``headers``."""
     stream = generation.run()
-    first, has_first = await or_disconnect(request, first_or_end(stream))
+    first, has_first = await or_disconnect(request, first_or_end(stream), watch)
     headers[OVERHEAD_HEADER] = f"{generation.upstream.overhead_ms(generation.started):.3f}"
     if generation.replica:
         headers["x-fairgate-replica"] = generation.replica
     return stream, first if has_first else None
 
 
-def event_stream(body: AsyncIterator[bytes], headers: dict[str, str]) -> Response:
-    return EventStream(body, headers)
+def event_stream(
+    body: AsyncIterator[bytes], headers: dict[str, str], watch: ClientGone | None = None
+) -> Response:
+    return EventStream(body, headers, watch)
 
 
 async def _complete(
@@ -280,8 +288,13 @@ async def _complete(
 async def _stream(
     request: Request, generation: Generation, renderer: Renderer, headers: dict[str, str]
 ) -> Response:
-    stream, first = await started(request, generation, headers)
-    return event_stream(_sse_body(generation, renderer, stream, first), headers)
+    watch = ClientGone(request.receive)  # one watch from the first read to the last byte
+    try:
+        stream, first = await started(request, generation, headers, watch)
+    except BaseException:
+        watch.close()
+        raise
+    return event_stream(_sse_body(generation, renderer, stream, first), headers, watch)
 
 
 async def _sse_body(
@@ -313,7 +326,7 @@ async def _sse_body(
                 yield b"".join(held)
             read = await anext(stream, None)
     except APIError as error:
-        yield (sse(final) if final is not None else b"") + sse(error.body())
+        yield LastPiece((sse(final) if final is not None else b"") + sse(error.body()))
         return
     finally:
         with contextlib.suppress(Exception):
@@ -328,8 +341,8 @@ async def _sse_body(
             prompt_ids=outcome.prompt_token_ids,
         )
     if renderer.want_usage:
-        yield sse(final) + sse(renderer.usage_chunk(outcome)) + DONE
+        yield LastPiece(sse(final) + sse(renderer.usage_chunk(outcome)) + DONE)
     else:
         if outcome.receipt is not None:
             final["receipt"] = outcome.receipt
-        yield sse(final) + DONE
+        yield LastPiece(sse(final) + DONE)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
@@ -16,6 +16,7 @@ from fairgate import __version__
 from fairgate.gateway import admin, admin_tenants, api, audit, ops, responses
 from fairgate.gateway.config import Config
 from fairgate.gateway.errors import APIError, error_body
+from fairgate.gateway.plain_route import PlainRoute
 from fairgate.gateway.request_ids import new_request_id
 from fairgate.gateway.runtime import Runtime
 
@@ -43,7 +44,7 @@ def create_app(config: Config, runtime: Runtime | None = None) -> FastAPI:
     app.include_router(admin.router)
     app.include_router(admin_tenants.router)
     app.include_router(audit.router)
-    app.add_middleware(RequestIdMiddleware)
+    app.add_middleware(RequestIdMiddleware, hot=_hot_routes(app))
     app.add_exception_handler(APIError, _api_error)  # type: ignore[arg-type]
     app.add_exception_handler(RequestValidationError, _validation_error)  # type: ignore[arg-type]
     app.add_exception_handler(StarletteHTTPException, _http_error)  # type: ignore[arg-type]
@@ -54,10 +55,17 @@ def create_app(config: Config, runtime: Runtime | None = None) -> FastAPI:
 class RequestIdMiddleware:
     """Gives every HTTP request an id (``request.state.request_id``) and sends it back as
     ``x-request-id``. Plain ASGI: Starlette's ``BaseHTTPMiddleware`` would relay every
-    streamed chunk through a memory stream and a task of its own."""
+    streamed chunk through a memory stream and a task of its own.
 
-    def __init__(self, app: ASGIApp) -> None:
+    ``hot``: POST routes served from here straight to their ASGI app, past the exception
+    middleware, FastAPI's exit stack and the router's matching (the generation endpoints,
+    ``PlainRoute``s); an ``APIError`` they raise before their response starts is answered
+    as the application's handler answers it, anything else reaches ``ServerErrorMiddleware``
+    as before."""
+
+    def __init__(self, app: ASGIApp, hot: Mapping[str, ASGIApp] | None = None) -> None:
         self.app = app
+        self.hot = dict(hot or {})
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -66,14 +74,37 @@ class RequestIdMiddleware:
         request_id = new_request_id()
         scope.setdefault("state", {})["request_id"] = request_id
         header = (b"x-request-id", request_id.encode())
+        started = False
 
         async def send_with_id(message: Message) -> None:
+            nonlocal started
             if message["type"] == "http.response.start":
+                started = True
                 headers = [h for h in message.get("headers", ()) if h[0] != b"x-request-id"]
                 message["headers"] = [*headers, header]
             await send(message)
 
-        await self.app(scope, receive, send_with_id)
+        hot = self.hot.get(scope["path"]) if scope["method"] == "POST" else None
+        if hot is None or scope.get("root_path"):
+            await self.app(scope, receive, send_with_id)
+            return
+        try:
+            await hot(scope, receive, send_with_id)
+        except APIError as error:
+            if started:
+                raise
+            await error.response()(scope, receive, send_with_id)
+
+
+def _hot_routes(app: FastAPI) -> dict[str, ASGIApp]:
+    """The POST-only ``PlainRoute``s of ``app``, by path."""
+    return {
+        route.path: route.app
+        for route in app.router.routes
+        if isinstance(route, PlainRoute)
+        and route.methods == {"POST"}
+        and not route.param_convertors
+    }
 
 
 async def _api_error(request: Request, error: APIError) -> JSONResponse:

@@ -13,22 +13,37 @@ from starlette.types import Receive, Scope, Send
 from fairgate.gateway.client_gone import ClientGone
 
 
+class LastPiece(bytes):
+    """The body's last piece: it leaves with the end of the response, in one write."""
+
+
 class EventStream(Response):
     media_type = "text/event-stream"
 
-    def __init__(self, body: AsyncIterator[bytes], headers: Mapping[str, str]) -> None:
+    def __init__(
+        self,
+        body: AsyncIterator[bytes],
+        headers: Mapping[str, str],
+        watch: ClientGone | None = None,
+    ) -> None:
+        """``watch``: the request's ``ClientGone``, if it already has one (this response
+        closes it); else the response starts its own."""
         self.body_iterator = body
         self.status_code = 200
         self.background = None
         self.init_headers({**headers, "cache-control": "no-cache"})
+        self._watch = watch
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        watch = ClientGone(receive)
+        watch = self._watch or ClientGone(receive)
+        ended = False
         try:
             await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
             async for chunk in self.body_iterator:
-                await send({"type": "http.response.body", "body": chunk, "more_body": True})
-            await send({"type": "http.response.body", "body": b"", "more_body": False})
+                ended = type(chunk) is LastPiece
+                await send({"type": "http.response.body", "body": chunk, "more_body": not ended})
+            if not ended:
+                await send({"type": "http.response.body", "body": b"", "more_body": False})
         except asyncio.CancelledError:
             if not watch.absorb():
                 raise

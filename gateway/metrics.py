@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Container
-from typing import SupportsFloat
+from typing import NamedTuple, SupportsFloat
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
@@ -35,6 +35,8 @@ class GatewayMetrics:
         # Labelled children of the per-token histograms, by label values: prometheus_client's
         # labels() validates and locks on every call, and these run once per streamed chunk.
         self._token_children: dict[tuple[str, str], tuple[Histogram, Histogram]] = {}
+        # And those a finished request adds to, by (tenant, model, status) label values.
+        self._request_children: dict[tuple[str, str, str], _RequestSeries] = {}
         tm = ["tenant", "model"]
         mr = ["model", "replica"]
         self.requests = Counter(
@@ -173,14 +175,16 @@ class GatewayMetrics:
     ) -> None:
         """Everything one finished request adds, under bounded labels."""
         tenant, model = self.labels(tenant, model)
-        self.requests.labels(tenant, model, status).inc()
-        self.observe_usage(tenant, model, usage)
+        series = self._request_series(tenant, model, status)
+        series.requests.inc()
+        for counter, value in zip(series.tokens, _token_values(usage), strict=True):
+            counter.inc(value)
         if cost is not None:
-            self.cost.labels(tenant, model).inc(float(cost))
+            series.cost.inc(float(cost))
         if duration is not None:
-            self.duration.labels(tenant, model).observe(duration)
+            series.duration.observe(duration)
         if queue_wait is not None:
-            self.queue_wait.labels(tenant, model).observe(queue_wait)
+            series.queue_wait.observe(queue_wait)
         if replica is not None and usage.prompt_tokens:
             self.prefix_prompt.labels(model, replica).inc(usage.prompt_tokens)
             self.prefix_cached.labels(model, replica).inc(usage.cached_tokens)
@@ -195,15 +199,24 @@ class GatewayMetrics:
         prompt, cached = self._prefix.get((self.model_label(model), replica), (0, 0))
         return cached / prompt if prompt else None
 
+    def _request_series(self, tenant: str, model: str, status: str) -> _RequestSeries:
+        """The children for these (already bounded) label values, made once."""
+        key = (tenant, model, status)
+        series = self._request_children.get(key)
+        if series is None:
+            series = _RequestSeries(
+                self.requests.labels(tenant, model, status),
+                tuple(self.tokens.labels(tenant, model, kind) for kind in TOKEN_KINDS),
+                self.cost.labels(tenant, model),
+                self.duration.labels(tenant, model),
+                self.queue_wait.labels(tenant, model),
+            )
+            self._request_children[key] = series
+        return series
+
     def observe_usage(self, tenant: str, model: str, usage: Usage) -> None:
         tenant, model = self.labels(tenant, model)
-        kinds = {
-            "prompt": usage.prompt_tokens,
-            "cached_prompt": usage.cached_tokens,
-            "completion": usage.completion_tokens,
-            "reasoning": usage.reasoning_tokens,
-        }
-        for kind, value in kinds.items():
+        for kind, value in zip(TOKEN_KINDS, _token_values(usage), strict=True):
             self.tokens.labels(tenant, model, kind).inc(value)
 
     def _token_histograms(self, tenant: str, model: str) -> tuple[Histogram, Histogram]:
@@ -238,3 +251,21 @@ class GatewayMetrics:
         ):
             with contextlib.suppress(KeyError):
                 metric.remove(model, replica)
+
+
+class _RequestSeries(NamedTuple):
+    requests: Counter
+    tokens: tuple[Counter, ...]  # in TOKEN_KINDS order
+    cost: Counter
+    duration: Histogram
+    queue_wait: Histogram
+
+
+def _token_values(usage: Usage) -> tuple[int, int, int, int]:
+    """``usage`` in ``TOKEN_KINDS`` order."""
+    return (
+        usage.prompt_tokens,
+        usage.cached_tokens,
+        usage.completion_tokens,
+        usage.reasoning_tokens,
+    )

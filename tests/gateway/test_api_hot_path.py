@@ -14,8 +14,9 @@ from fastapi import FastAPI
 
 from fairgate.gateway import api
 from fairgate.gateway.client_gone import ClientGone
-from fairgate.gateway.event_stream import EventStream
+from fairgate.gateway.event_stream import EventStream, LastPiece
 from fairgate.gateway.generation import Visible
+from fairgate.gateway.plain_route import PlainRoute
 from fairgate.gateway.render import Renderer
 from tests.gateway.conftest import one_record
 from tests.support.gateway_server import GatewayServer, sim_config
@@ -166,3 +167,97 @@ def test_request_ids_are_fresh_in_a_forked_child_and_never_repeat() -> None:
     os.close(read)
     os.close(write)
     assert child != new_request_id() and child not in ids
+
+
+async def test_the_last_piece_ends_the_response_in_the_same_message() -> None:
+    sent: list[dict[str, object]] = []
+
+    async def body() -> AsyncIterator[bytes]:
+        yield b"data: 1\n\n"
+        yield LastPiece(b"data: [DONE]\n\n")
+
+    async def send(message: dict[str, object]) -> None:
+        sent.append(message)
+
+    response = EventStream(body(), {"x-request-id": "r"})
+    await response({"type": "http"}, _Client().receive, send)  # type: ignore[arg-type]
+    bodies = [(m["body"], m["more_body"]) for m in sent[1:]]
+    assert bodies == [(b"data: 1\n\n", True), (b"data: [DONE]\n\n", False)]
+
+
+def test_hot_routes_answer_errors_in_openai_shape_with_their_request_id(
+    gateway: GatewayServer,
+) -> None:
+    url = gateway.base_url + "/v1/chat/completions"
+    cases = [
+        ({}, {"model": "sim-hidden", "messages": []}, 401, "invalid_api_key"),
+        (AUTH, {"model": "nope", "messages": [{"role": "user", "content": "x"}]}, 404, None),
+        (AUTH, {"model": "sim-hidden"}, 400, None),
+    ]
+    for headers, body, status, code in cases:
+        response = httpx.post(url, json=body, headers=headers, timeout=10)
+        assert response.status_code == status, response.text
+        error = response.json()["error"]
+        assert error["message"] and (code is None or error["code"] == code)
+        request_id = response.headers["x-request-id"]
+        assert request_id.startswith("req_")
+        if status != 401:  # refused before the key is known: no tenant to bill
+            assert one_record(gateway, request_id)["status_code"] == status
+    hot = {route.path for route in gateway.app.router.routes if isinstance(route, PlainRoute)}
+    assert hot == {"/v1/chat/completions", "/v1/completions"}
+
+
+def test_request_metrics_keep_counting_per_label_set() -> None:
+    from prometheus_client import CollectorRegistry
+
+    from fairgate.gateway.metrics import GatewayMetrics
+    from fairgate.metering.usage import Usage
+
+    metrics = GatewayMetrics(CollectorRegistry())
+    tenants = {"a"}
+    metrics.restrict(tenants=tenants, models={"m"})
+    for _ in range(2):
+        metrics.observe_request("a", "m", "ok", Usage(5, 1, 4, 2), cost=0.5, duration=0.1)
+    metrics.observe_request("b", "m", "ok", Usage(1, 0, 1, 0))  # not configured: 'other'
+    tenants.add("b")  # configured later: its own series from now on
+    metrics.observe_request("b", "m", "ok", Usage(1, 0, 1, 0))
+
+    def value(name: str, **labels: str) -> float | None:
+        return metrics.registry.get_sample_value(name, labels)
+
+    assert value("fairgate_requests_total", tenant="a", model="m", status="ok") == 2
+    assert value("fairgate_tokens_total", tenant="a", model="m", kind="reasoning") == 4
+    assert value("fairgate_tokens_total", tenant="a", model="m", kind="cached_prompt") == 2
+    assert value("fairgate_cost_total", tenant="a", model="m") == 1.0
+    assert value("fairgate_requests_total", tenant="other", model="m", status="ok") == 1
+    assert value("fairgate_requests_total", tenant="b", model="m", status="ok") == 1
+
+
+async def test_the_request_id_middleware_serves_hot_routes_and_their_errors() -> None:
+    from fairgate.gateway.app import RequestIdMiddleware
+    from fairgate.gateway.errors import InvalidRequest
+
+    async def refused(scope: object, receive: object, send: object) -> None:
+        raise InvalidRequest("no")
+
+    async def broken(scope: object, receive: object, send: object) -> None:
+        raise RuntimeError("bug")
+
+    async def rest(scope: object, receive: object, send: object) -> None:
+        raise AssertionError("a hot path went through the rest of the application")
+
+    middleware = RequestIdMiddleware(rest, hot={"/refused": refused, "/broken": broken})  # type: ignore[arg-type]
+    sent: list[dict[str, object]] = []
+
+    async def send(message: dict[str, object]) -> None:
+        sent.append(message)
+
+    scope = {"type": "http", "method": "POST", "path": "/refused", "headers": []}
+    await middleware(scope, _Client().receive, send)  # type: ignore[arg-type]
+    assert sent[0]["status"] == 400
+    assert json.loads(sent[1]["body"])["error"]["message"] == "no"  # type: ignore[arg-type]
+    assert (b"x-request-id", scope["state"]["request_id"].encode()) in sent[0]["headers"]  # type: ignore[index, operator]
+    with pytest.raises(RuntimeError, match="bug"):  # for ServerErrorMiddleware's 500
+        await middleware({**scope, "path": "/broken"}, _Client().receive, send)  # type: ignore[arg-type]
+    with pytest.raises(AssertionError, match="rest of"):  # not POST: the application
+        await middleware({**scope, "method": "GET"}, _Client().receive, send)  # type: ignore[arg-type]
