@@ -23,6 +23,10 @@ Three choices keep it fast and exact:
   LRU over a prefix-closed set does (``tests/scheduler/test_radix.py`` checks this against a
   brute-force set of prefixes). Nodes are never merged back, so stamps stay per node.
 
+A node is *reused* once a later insert passes through it; the others' tokens are
+``cold_tokens`` (a unique question, a prompt's unique tail): routers count them as room,
+since evicting them loses no prefix that a second job has used.
+
 Caches are namespaced (model, LoRA adapter / cache salt): each namespace has its own root, and
 all namespaces share the one token budget, as they share one engine's KV pool.
 
@@ -51,6 +55,7 @@ class Node:
     stamp: int
     children: dict[int, Node] = field(default_factory=dict)
     alive: bool = True
+    reused: bool = False  # a later insert passed through it
 
     @property
     def is_root(self) -> bool:
@@ -85,12 +90,19 @@ class RadixTree:
         self._tick = 0
         self._uid = 0
         self._heap: list[tuple[int, int, Node]] = []
+        self._cold = 0  # tokens no insert has passed through since the one that added them
 
     # -- queries (read-only) ---------------------------------------------------------------
     @property
     def tokens(self) -> int:
         """Cached tokens, over all namespaces; never above ``budget`` after an insert."""
         return self._tokens
+
+    @property
+    def cold_tokens(self) -> int:
+        """Cached tokens that only the job which brought them has used (a unique question, a
+        conversation's latest turn): no other cached prefix is lost when they are evicted."""
+        return self._cold
 
     def match(self, ns: Namespace, tokens: tuple[int, ...]) -> int:
         """Length of the longest cached prefix of ``tokens``."""
@@ -153,6 +165,7 @@ class RadixTree:
                 leaf = self._new_node(tokens, depth, n, node, tick)
                 node.children[tokens[depth]] = leaf
                 self._tokens += n - depth
+                self._cold += n - depth
                 self._push(leaf)
                 if self.listener is not None:
                     self.listener.extended(node, leaf)
@@ -165,6 +178,9 @@ class RadixTree:
                 cut = _mismatch(child.seq, tokens, depth + 1, stop)
             if cut < child.end:
                 child = self._split(child, cut)
+            if not child.reused:
+                child.reused = True
+                self._cold -= child.end - child.start
             child.stamp = tick
             node, depth = child, cut
         if matched is None:
@@ -199,6 +215,7 @@ class RadixTree:
         if parent is None:  # pragma: no cover - roots have no edge to split
             raise RuntimeError("cannot split a root")
         top = self._new_node(node.seq, node.start, at, parent, node.stamp)
+        top.reused = node.reused
         parent.children[node.seq[node.start]] = top
         node.start = at
         node.parent = top
@@ -227,6 +244,7 @@ class RadixTree:
                 node.alive = False
                 self._nodes -= 1
                 self._tokens -= length
+                self._cold -= 0 if node.reused else length
                 if self.listener is not None:
                     self.listener.removed(node, parent)
                 if not parent.children and not parent.is_root:
@@ -234,6 +252,7 @@ class RadixTree:
             else:
                 node.end -= excess
                 self._tokens -= excess
+                self._cold -= 0 if node.reused else excess
                 heapq.heappush(heap, (stamp, uid, node))
                 if self.listener is not None:
                     self.listener.trimmed(node)

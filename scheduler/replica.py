@@ -51,8 +51,12 @@ class Replica:
             self.queued_work.pop(tenant, None)
 
     def cache_room(self) -> int:
-        """Tokens the prefix index can take before it evicts."""
-        return max(0, self.tree.budget - self.tree.tokens)
+        """Tokens the prefix index can take before it evicts a prefix that more than one job
+        has used: free space plus the cold tokens (``RadixTree.cold_tokens``). Counting only
+        free space, a tenant sending 20k-token prompts with unique tails filled two replicas'
+        indexes, and every other tenant was "kept" off them while it queued elsewhere
+        (misbehaving S2 overloaded: min/fair 0.65, with cold tokens counted 0.79)."""
+        return max(0, self.tree.budget - self.tree.tokens + self.tree.cold_tokens)
 
     def prefix_match(self, job: Job) -> int:
         return self.tree.match(job.cache_key, job.prompt)

@@ -31,7 +31,7 @@ class Candidate(Protocol):
         ...
 
     def cache_room(self) -> int:
-        """Tokens the prefix index can take before it evicts."""
+        """Tokens the prefix index can take before it evicts a prefix that was reused."""
         ...
 
     def work_ahead(self, tenant: str, job_work: float) -> float:

@@ -213,3 +213,37 @@ def test_a_kept_tenant_is_refilled_where_it_is_kept_so_its_debt_stays_bounded():
         router.charge("t", "a", 10.0)  # what the scheduler charges: the uncached 10 tokens
         assert -10 <= router.deficits("t")["a"] <= 100, router.deficits("t")
     assert router.reasons["kept"] > 0
+
+
+def _run_one(sched: Scheduler, job: Job) -> str:
+    replica = sched.arrive(job, 0.0)
+    for d in sched.admit(0.0):
+        sched.first_token(d.job_id, 0, 0.0)
+        sched.tokens(d.job_id, job.max_tokens, 0.0)
+        sched.finish(d.job_id, 0.0)
+    return replica
+
+
+def test_prompts_nobody_reused_leave_room_to_spill_into():
+    """Replica r1's index is full of one 900-token prompt that no other job shared
+    (misbehaving S2's unique tails). It is room: the tenant out of credit beside its cached
+    document on r0 goes there instead of being kept on r0 (it was: only free space counted,
+    and t0 held two replicas where no one else queued, min/fair 0.65)."""
+    sched = Scheduler(
+        SchedulerConfig(
+            replica_quantum=50.0,
+            replica_quantum_jobs=0.0,
+            cache_tokens_per_replica=1000,
+            inflight_initial=1,
+        )
+    )
+    sched.add_replica("r0", "m")
+    sched.add_replica("r1", "m")
+    doc = tuple(range(600))
+    assert _run_one(sched, Job("a0", "a", "m", (*doc, 1), 5)) == "r0"
+    big = Job("b0", "big", "m", tuple(range(5000, 5900)), 5, exclude=frozenset({"r0"}))
+    assert _run_one(sched, big) == "r1"
+    r1 = sched._replicas["r1"]
+    assert (r1.tree.tokens, r1.tree.cold_tokens, r1.cache_room()) == (900, 900, 1000)
+    assert sched.arrive(Job("a1", "a", "m", (*doc, 11), 5), 1.0) == "r1"
+    assert "kept" not in sched.stats().route_reasons

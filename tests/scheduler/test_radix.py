@@ -13,12 +13,17 @@ SETTINGS = settings(max_examples=300, deadline=None, database=None)
 class PrefixSetLRU:
     """The naive reference: every cached prefix of every namespace, each with the stamp of the
     last insert that covered it. Eviction drops the least recently stamped prefix that no other
-    cached prefix extends, one token at a time."""
+    cached prefix extends, one token at a time. A prefix is reused once an insert covers it
+    while it is cached; the others are cold."""
 
     def __init__(self, budget: int) -> None:
         self.budget = budget
         self.stamps: dict[tuple[object, tuple[int, ...]], int] = {}
+        self.reused: set[tuple[object, tuple[int, ...]]] = set()
         self.tick = 0
+
+    def cold(self) -> int:
+        return len(self.stamps) - len(self.reused)
 
     def match(self, ns: object, tokens: tuple[int, ...]) -> int:
         depth = 0
@@ -30,13 +35,17 @@ class PrefixSetLRU:
         matched = self.match(ns, tokens)
         self.tick += 1
         for depth in range(1, len(tokens) + 1):
+            if (ns, tokens[:depth]) in self.stamps:
+                self.reused.add((ns, tokens[:depth]))
             self.stamps[(ns, tokens[:depth])] = self.tick
         while len(self.stamps) > self.budget:
             extended = {(ns_, p[:-1]) for ns_, p in self.stamps}
             leaves = [key for key in self.stamps if key not in extended]
             stamps = [self.stamps[key] for key in leaves]
             assert stamps.count(min(stamps)) == 1  # the LRU leaf is unique
-            del self.stamps[min(leaves, key=self.stamps.__getitem__)]
+            lru = min(leaves, key=self.stamps.__getitem__)
+            del self.stamps[lru]
+            self.reused.discard(lru)
         return matched
 
 
@@ -62,6 +71,7 @@ def test_tree_matches_the_prefix_set_oracle(budget, ops):
             assert tree.insert(ns, seq) == oracle.insert(ns, seq)
             assert tree.tokens == len(oracle.stamps) <= budget
             assert cached_prefixes(tree) == set(oracle.stamps)
+            assert tree.cold_tokens == oracle.cold()
         else:
             assert tree.match(ns, seq) == oracle.match(ns, seq)
 
