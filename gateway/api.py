@@ -313,8 +313,9 @@ async def _sse_body(
         while read is not None:
             held: list[bytes] = []
             for visible in read:
-                prompt_ids = generation.engine_prompt or generation.prompt_ids
                 opening, opened = not opened, True
+                # Only the first chunk carries the prompt's ids.
+                prompt_ids = (generation.engine_prompt or generation.prompt_ids) if opening else ()
                 if final is not None:
                     held.append(sse(final))
                     final = None

@@ -31,6 +31,7 @@ class Renderer:
         self.want_usage = bool((body.get("stream_options") or {}).get("include_usage"))
         self._offset = 0
         self._prefix: bytes | None = None
+        self._suffix = b""
 
     # streaming -----------------------------------------------------------------------
     def chunk(
@@ -51,13 +52,12 @@ class Renderer:
         if self._prefix is None:
             envelope = _encode(self._envelope(self._object(stream=True), []))
             self._prefix = b"data: " + envelope.removesuffix(b"[]}") + b"["
-        parts = [self._prefix, _encode(self._stream_choice(visible, first)), b"]"]
+            self._suffix = (b',"usage":null' if self.want_usage else b"") + b"}\n\n"
+        choice = _encode(self._stream_choice(visible, first))
         if first and self.want_ids:
-            parts.append(b',"prompt_token_ids":' + _encode(prompt_ids))
-        if self.want_usage:
-            parts.append(b',"usage":null')
-        parts.append(b"}\n\n")
-        return b"".join(parts)
+            ids = b'],"prompt_token_ids":' + _encode(prompt_ids)
+            return b"".join((self._prefix, choice, ids, self._suffix))
+        return b"".join((self._prefix, choice, b"]", self._suffix))
 
     def _stream_choice(self, visible: Visible, first: bool) -> dict[str, Any]:
         choice: dict[str, Any] = {"index": 0}
