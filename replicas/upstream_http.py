@@ -56,6 +56,7 @@ class _Connection(asyncio.Protocol):
         self.keep_alive = False
         self.received = False  # any byte of this exchange's response
         self.encoding = b""
+        self.framed = False  # the body's end is known from its length or its chunks
         self.chunks: list[bytes] = []
         self.buffered = 0
         self.error: UpstreamBroken | None = None
@@ -80,14 +81,19 @@ class _Connection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
+        if self.headers_done and not self.framed and exc is None and self.error is None:
+            self.complete = True  # a body without length or chunks ends with the connection
         if not self.complete and self.error is None:
             self.error = UpstreamBroken(f"connection closed: {exc!r}" if exc else "server closed")
         self._wake()
 
     # httptools callbacks
     def on_header(self, name: bytes, value: bytes) -> None:
-        if len(name) == 16 and name.lower() == b"content-encoding":
+        lowered = name.lower()
+        if lowered == b"content-encoding":
             self.encoding = value.strip().lower()
+        elif lowered in (b"content-length", b"transfer-encoding"):
+            self.framed = True
 
     def on_headers_complete(self) -> None:
         self.status = self.parser.get_status_code()

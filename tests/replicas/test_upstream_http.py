@@ -159,6 +159,16 @@ async def test_a_connection_that_breaks_after_the_answer_began_is_not_retried() 
     assert len(server.requests) == 1
 
 
+async def test_a_body_without_length_or_chunks_ends_with_the_connection() -> None:
+    server = Server(lambda n: b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\ndata: a\n\n", True)
+    async with serving(server) as url:
+        client = pool(url)
+        assert await body_of(client) == (200, b"data: a\n\n")
+        assert await body_of(client) == (200, b"data: a\n\n")  # on a new connection
+        await client.close()
+    assert server.connections == 2
+
+
 async def test_gzip_is_undone_and_errors_keep_their_status() -> None:
     packed = gzip.compress(b'{"error": {"message": "bad"}}')
     reply = b"HTTP/1.1 400 Bad Request\r\nContent-Encoding: gzip\r\nContent-Length: %d\r\n\r\n"
