@@ -174,10 +174,10 @@ def _public_keys(client: httpx.Client) -> list[PublicKey]:
         raise AuditClientError(f"{KEYS_PATH}: {exc}") from None
 
 
-def default_checks(cutoffs: bool = True) -> Checks:
+def default_checks(cutoffs: bool = False) -> Checks:
     """The shipped embedder, thresholds, block classifier and length model; raises
-    ``AuditClientError``. ``cutoffs=False``: the learned checks without the fixed cut-offs
-    (fewer false positives, blind to prose from another domain; ``bench/RESULTS.md``)."""
+    ``AuditClientError``. ``cutoffs=True``: the fixed cut-offs beside the learned checks
+    (more false positives; ``bench/RESULTS.md``)."""
     try:
         from fairgate.metering import block_classifier
         from fairgate.metering.calibration import LENGTH, THRESHOLDS

@@ -2,7 +2,7 @@
 
     fairgate audit --url http://HOST:PORT --audit-key KEY --receipt FILE_OR_JSON
                    [--prompt FILE --answer FILE] [--samples K | --confidence P] [--blocks B]
-                   [--checks both|learned]
+                   [--checks learned|both]
                    [--reveal embeddings|full] [--tokenizer PATH]
                    [--token-mismatch fail|report] [--json]
 
@@ -12,8 +12,9 @@ challenges, the protocol checks, the semantic checks on the opened blocks' embed
 length flag, and prints a verdict with its evidence. Without them it runs one challenge and the
 protocol checks only (``--samples`` positions, default 8). ``--confidence P`` (default 0.99) sets
 the sample size from the bound in :func:`metering.auditor.samples_for`; ``--blocks B`` (default
-64) keeps opening past those positions until ``B`` blocks, or all, are open. ``--checks learned``
-runs the learned block checks without the fixed cut-offs (fewer false positives).
+64) keeps opening past those positions until ``B`` blocks, or all, are open. ``--checks`` runs
+the learned block checks alone (``learned``, the default: under 1% false positives in
+``bench/RESULTS.md``) or with the fixed cut-offs beside them (``both``).
 
 The receipt is a file or inline JSON: the receipt object itself, or a whole completion response
 that carries one under ``receipt``. The key may come from ``$FAIRGATE_AUDIT_KEY`` instead of
@@ -160,10 +161,10 @@ def register(subparsers: Any) -> None:
     )
     parser.add_argument(
         "--checks",
-        choices=[CHECKS_BOTH, CHECKS_LEARNED],
-        default=CHECKS_BOTH,
-        help="with --prompt/--answer: the learned block checks and the fixed cut-offs (both, "
-        "default), or the learned ones alone (fewer false positives; see bench/RESULTS.md)",
+        choices=[CHECKS_LEARNED, CHECKS_BOTH],
+        default=CHECKS_LEARNED,
+        help="with --prompt/--answer: the learned block checks alone (learned, default), or "
+        "with the fixed cut-offs beside them (both: more false positives; see bench/RESULTS.md)",
     )
     parser.add_argument(
         "--reveal",

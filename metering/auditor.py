@@ -175,7 +175,7 @@ def judge(
     found = semantic.findings(stats, checks.thresholds, block_size) if checks.cutoffs else []
     if checks.classifier is not None:
         total = max(total, indices[-1] + 1 if indices else 0)
-        found += checks.classifier.judge(indices, total, vectors, context[0], context[1])[2]
+        found += checks.classifier.judge(indices, total, vectors, context[0], context[1])[1]
     if checks.splices is not None:
         found += checks.splices.check(request_id, indices, vectors)
     return stats, found

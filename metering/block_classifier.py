@@ -18,6 +18,15 @@ Two request-level flags over the opened blocks' :func:`metering.block_features.f
   ``short_blocks`` blocks is held to ``short_copies_limit``, the same quantile over the honest
   calibration requests of that size (with every block open, none of the 66 under 20 blocks
   has a lone copy; against 30 of the 246 longer ones).
+* **lift** and **run gap** (request-level evidence, optional limits): how far the top block
+  score stands above the request's own median score (a request whose honest blocks all score
+  high is not odd for it), and the largest gap between the mean score of a run of at least
+  ``RUN_MIN`` consecutive opened blocks and the mean of the other opened blocks (a spliced run
+  is several blocks that each score only mildly high, together against the rest); both only
+  once ``EVIDENCE_MIN`` blocks (or all of them) are open, since on a few blocks they are noise
+  that the limits would have to absorb. Their limits
+  are set with ``threshold`` so that at most ``alpha`` of the honest calibration requests reach
+  any of the three (out-of-fold, under the audit's sequential sampling).
 
 Pure numpy apart from reading the shipped weights with :mod:`importlib.resources`.
 """
@@ -41,6 +50,10 @@ Array = npt.NDArray[Any]
 DATA = "block_classifier.json"
 LOOP_CONTEXT = 0.9  # twins whose neighbours match this well are an honest loop
 LIST_CONTEXT = 0.8  # a block this close to a neighbour sits in a list of look-alikes
+RUN_MIN = 3  # a run gap needs this many opened blocks inside the run
+OUT_MIN = 2  # ... and this many outside it
+EVIDENCE_MIN = 16  # lift and run gap wait for this many open blocks (or all): early looks are noise
+INF = float("inf")
 
 
 def design(
@@ -63,6 +76,40 @@ def copies(feats: Array) -> int:
     return int(lone.sum())
 
 
+def run_gap(scores: Array) -> float:
+    """Over every run of at least ``RUN_MIN`` consecutive rows (with ``OUT_MIN`` left outside),
+    the largest mean score inside the run minus the mean outside it; ``-inf`` if none fits."""
+    n = len(scores)
+    if n < RUN_MIN + OUT_MIN:
+        return -INF
+    c = np.concatenate([[0.0], np.cumsum(np.asarray(scores, dtype=np.float64))])
+    start, end = np.triu_indices(n + 1, RUN_MIN)
+    inside = end - start
+    keep = n - inside >= OUT_MIN
+    start, end, inside = start[keep], end[keep], inside[keep]
+    total = c[end] - c[start]
+    return float(np.max(total / inside - (c[-1] - total) / (n - inside)))
+
+
+@dataclass(frozen=True, slots=True)
+class Evidence:
+    """A request's opened blocks as the classifier sees them: the request-level statistics."""
+
+    top: float = -INF  # the highest block score
+    lift: float = -INF  # the top score over the request's median score
+    gap: float = -INF  # the best run's mean score over the other blocks' (run_gap)
+    copies: int = 0  # lone copies
+
+    def most(self, other: Evidence) -> Evidence:
+        """Each statistic's larger value (over the looks of a sequential audit)."""
+        return Evidence(
+            max(self.top, other.top),
+            max(self.lift, other.lift),
+            max(self.gap, other.gap),
+            max(self.copies, other.copies),
+        )
+
+
 @dataclass(frozen=True, slots=True)
 class BlockClassifier:
     mean: Array
@@ -74,6 +121,8 @@ class BlockClassifier:
     trained_on: str = ""
     short_blocks: int = 0
     short_copies_limit: int = 10**9
+    lift_threshold: float = INF
+    gap_threshold: float = INF
 
     def limit_for(self, total: int) -> int:
         """The lone-copies limit for a request of ``total`` blocks."""
@@ -83,35 +132,57 @@ class BlockClassifier:
         """Per row of :func:`design`: the log-odds that the block is padding."""
         return np.asarray(((x - self.mean) / self.scale) @ self.weights + self.bias)
 
-    def judge(
+    def evidence(
         self, blocks: Sequence[int], total: int, vectors: Array, prompt: Array, answer: Array
-    ) -> tuple[float, int, list[Finding]]:
-        """The top block score, the lone copies, and the findings they make."""
+    ) -> tuple[Evidence, Array]:
+        """The request-level statistics of the opened ``blocks``, and each block's score."""
         if not len(blocks):
-            return float("-inf"), 0, []
+            return Evidence(), np.zeros(0)
         x = design(blocks, total, vectors, prompt, answer)
         s = self.scores(x)
-        top, lone = float(s.max()), copies(x[:, : len(NAMES)])
+        top = float(s.max())
+        lone = copies(x[:, : len(NAMES)])
+        if len(blocks) < min(EVIDENCE_MIN, total):
+            return Evidence(top, -INF, -INF, lone), s
+        return Evidence(top, top - float(np.median(s)), run_gap(s), lone), s
+
+    def judge(
+        self, blocks: Sequence[int], total: int, vectors: Array, prompt: Array, answer: Array
+    ) -> tuple[Evidence, list[Finding]]:
+        """The request-level statistics and the findings they make."""
+        ev, s = self.evidence(blocks, total, vectors, prompt, answer)
+        if not len(blocks):
+            return ev, []
         out: list[Finding] = []
-        if top > self.threshold:
-            worst = [blocks[i] for i in np.argsort(-s)[:3] if s[i] > self.threshold]
+        if ev.top > self.threshold or ev.lift > self.lift_threshold:
+            worst = [blocks[i] for i in np.argsort(-s)[:3]]
             out.append(
                 Finding(
                     Reason.FILLER,
                     f"opened block(s) {', '.join(map(str, worst))} score as padding (top "
-                    f"{top:.2f}; honest requests: at most {self.threshold:.2f})",
+                    f"{ev.top:.2f}, {ev.lift:.2f} over the request's median; honest requests: "
+                    f"at most {self.threshold:.2f} and {self.lift_threshold:.2f})",
+                )
+            )
+        if ev.gap > self.gap_threshold:
+            out.append(
+                Finding(
+                    Reason.SPLICED,
+                    f"a run of opened blocks scores {ev.gap:.2f} above the rest of the request "
+                    f"on average (honest requests: at most {self.gap_threshold:.2f}): reasoning "
+                    "pasted in from elsewhere",
                 )
             )
         limit = self.limit_for(total)
-        if lone >= limit:
+        if ev.copies >= limit:
             out.append(
                 Finding(
                     Reason.DUPLICATE,
-                    f"{lone} opened blocks are verbatim copies of another block, outside any "
+                    f"{ev.copies} opened blocks are verbatim copies of another block, outside any "
                     f"loop or list (honest requests of {total} blocks: fewer than {limit})",
                 )
             )
-        return top, lone, out
+        return ev, out
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -125,6 +196,8 @@ class BlockClassifier:
             "trained_on": self.trained_on,
             "short_blocks": self.short_blocks,
             "short_copies_limit": self.short_copies_limit,
+            "lift_threshold": _finite(self.lift_threshold),
+            "gap_threshold": _finite(self.gap_threshold),
         }
 
     @classmethod
@@ -142,7 +215,17 @@ class BlockClassifier:
             str(data.get("trained_on", "")),
             int(data.get("short_blocks", 0)),
             int(data.get("short_copies_limit", 10**9)),
+            _limit(data.get("lift_threshold")),
+            _limit(data.get("gap_threshold")),
         )
+
+
+def _finite(value: float) -> float | None:
+    return value if np.isfinite(value) else None  # JSON has no infinity
+
+
+def _limit(value: Any) -> float:
+    return INF if value is None else float(value)
 
 
 @cache

@@ -279,8 +279,9 @@ def render_quick(rows: dict[str, Any], model: BlockClassifier, seconds: float) -
     """The default schedule only: learned, cut-offs and both, per attack and inflation."""
     flag, wide = rows["flag"], (64, 64)
     lines = [
-        f"quick run ({seconds:.0f} s): <=64 blocks; threshold {model.threshold:.2f}, copies "
-        f"limit {model.copies_limit}",
+        f"quick run ({seconds:.0f} s): <=64 blocks; threshold {model.threshold:.2f}, lift "
+        f"{model.lift_threshold:.2f}, run gap {model.gap_threshold:.2f}, copies limit "
+        f"{model.copies_limit}",
         "attack        infl  learned  cutoffs     both  opened",
     ]
     groups = [("honest", 0.0)] + [(a, f) for a in ATTACKS for f in INFLATIONS]
@@ -356,7 +357,9 @@ def render(
         + " |",
         "",
         f"Length flag alone on honest test requests: {rows['length_fp']:.2%} false positives. "
-        f"Learned: threshold {model.threshold:.2f} on the top block log-odds, copies limit "
+        f"Learned: threshold {model.threshold:.2f} on the top block log-odds, "
+        f"{model.lift_threshold:.2f} on its lift over the request's median, "
+        f"{model.gap_threshold:.2f} on the run gap, copies limit "
         f"{model.copies_limit} ({model.trained_on}). Cut-offs: block floor {th.block_floor}, "
         f"duplicate cosine {th.dup_cosine}, near-duplicate cosine {th.near_cosine}, adjacent "
         f"floor {th.adjacent_floor}; per-count limits at the {1 - ALPHA:.1%} honest quantile "

@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -19,7 +19,7 @@ import numpy as np
 from fairgate.metering import semantic
 from fairgate.metering.audit import sample_positions
 from fairgate.metering.auditor import MAX_ROUNDS, next_round
-from fairgate.metering.block_classifier import BlockClassifier
+from fairgate.metering.block_classifier import BlockClassifier, Evidence
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,19 +28,20 @@ class Outcome:
     opened: int
     rounds: int
     looks: tuple[semantic.Statistics, ...]
-    top: float = float("-inf")  # the classifier's highest block score over all looks
-    copies: int = 0  # the most lone copies any look saw
+    evidence: Evidence = field(default_factory=Evidence)  # each statistic's most over the looks
 
 
-Judge = Callable[[list[int], np.ndarray], tuple[bool, float, int, "semantic.Statistics | None"]]
+Judge = Callable[
+    [list[int], np.ndarray], tuple[bool, "Evidence | None", "semantic.Statistics | None"]
+]
 
 
 def cutoffs(context: np.ndarray, block_size: int, thresholds: semantic.Thresholds) -> Judge:
     """The fixed per-statistic cut-offs of :mod:`metering.semantic` (the previous audit)."""
 
-    def look(index: list[int], vectors: np.ndarray) -> tuple[bool, float, int, Any]:
+    def look(index: list[int], vectors: np.ndarray) -> tuple[bool, Any, Any]:
         stats = semantic.statistics(index, vectors, context[0], context[1], thresholds)
-        return bool(semantic.findings(stats, thresholds, block_size)), 0.0, 0, stats
+        return bool(semantic.findings(stats, thresholds, block_size)), None, stats
 
     return look
 
@@ -48,9 +49,9 @@ def cutoffs(context: np.ndarray, block_size: int, thresholds: semantic.Threshold
 def learned(context: np.ndarray, total: int, model: BlockClassifier) -> Judge:
     """The learned block classifier and the lone-copies count."""
 
-    def look(index: list[int], vectors: np.ndarray) -> tuple[bool, float, int, Any]:
-        top, lone, found = model.judge(index, total, vectors, context[0], context[1])
-        return bool(found), top, lone, None
+    def look(index: list[int], vectors: np.ndarray) -> tuple[bool, Any, Any]:
+        evidence, found = model.judge(index, total, vectors, context[0], context[1])
+        return bool(found), evidence, None
 
     return look
 
@@ -69,8 +70,8 @@ def sequential(
     leaves = blocks * block_size
     opened: set[int] = set()
     looks: list[semantic.Statistics] = []
-    asked = rounds = copies = 0
-    top = float("-inf")
+    asked = rounds = 0
+    evidence = Evidence()
     while rounds < max_rounds:
         take = next_round(samples, max_blocks, len(opened), asked)
         if take <= 0:
@@ -80,15 +81,16 @@ def sequential(
         asked += take
         rounds += 1
         index = sorted(opened)
-        flagged, score, lone, stats = judge(index, vectors[index])
-        top, copies = max(top, score), max(copies, lone)
+        flagged, seen, stats = judge(index, vectors[index])
+        if seen is not None:
+            evidence = evidence.most(seen)
         if stats is not None:
             looks.append(stats)
         if flagged:
-            return Outcome(True, len(opened), rounds, tuple(looks), top, copies)
+            return Outcome(True, len(opened), rounds, tuple(looks), evidence)
         if len(opened) >= blocks:
             break
-    return Outcome(False, len(opened), rounds, tuple(looks), top, copies)
+    return Outcome(False, len(opened), rounds, tuple(looks), evidence)
 
 
 BUCKETS = (1, 4, 8, 12, 16, 24, 32, 48, 64, 128)

@@ -7,9 +7,10 @@ made from calibration traces only (random padding from a pool of its own seed, r
 and adaptive filler with calibration donors; the added blocks label 1), each seen with a random
 share of its blocks open, as an audit sees it. The threshold: out-of-fold (four folds by
 problem), each honest calibration trace is audited by a model that never saw its problem, under
-the bench's sampling schedules, and the threshold is the ``1 - ALPHA`` quantile of their top
-block scores. The copies limit: the least count that at most ``ALPHA`` of the honest
-calibration traces reach. No test trace is read.
+the bench's sampling schedules, and the three score limits (the top block score, its lift over
+the request's median, the best run gap) are their honest quantiles at one common level, the
+least at which at most ``ALPHA`` of those traces exceed any of them. The copies limit: the least
+count that at most ``ALPHA`` of the honest calibration traces reach. No test trace is read.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from bench.audit.embed_cache import EmbeddingCache
 from bench.audit.simulate import learned, sequential
 from bench.audit.traces import Trace
 from fairgate.metering import block_classifier
-from fairgate.metering.block_classifier import BlockClassifier, design
+from fairgate.metering.block_classifier import BlockClassifier, Evidence, design
 
 REPO = Path(__file__).resolve().parents[2]
 ALPHA = 0.004  # per flag: filler and copies (with the length flag, under 1% together)
@@ -36,6 +37,7 @@ ROWS = 150_000  # rows kept for the fit (a uniform subsample; Newton on 400 colu
 FOLDS = 4
 ATTACK_WEIGHT = 0.3  # attacked traces outnumber honest ones 25 to 1
 SHORT_BLOCKS = 20  # under this many blocks, no honest calibration trace has a lone copy
+INF = float("inf")
 
 
 def fold_of(problem: str) -> int:
@@ -88,16 +90,16 @@ def audited(
     traces: Iterable[tuple[Trace, np.ndarray, np.ndarray]],
     block_size: int,
     schedules: Iterable[tuple[int, int | None]],
-) -> tuple[list[float], list[int]]:
-    """Per honest trace, the top score and the most lone copies over every schedule."""
-    tops, copies = [], []
-    never = replace(model, threshold=float("inf"), copies_limit=10**9)
+) -> list[Evidence]:
+    """Per honest trace, each statistic's most over every look of every schedule."""
+    out: list[Evidence] = []
+    never = replace(model, threshold=INF, copies_limit=10**9, lift_threshold=INF, gap_threshold=INF)
     plan = list(schedules)
     for t, vectors, ctx in traces:
-        top, lone = float("-inf"), 0
+        seen = Evidence()
         for samples, max_blocks in plan:
             seed = hashlib.sha256(f"cal/{t.problem}/{t.model}/{samples}".encode()).digest()
-            out = sequential(
+            result = sequential(
                 f"{t.problem}/{t.model}",
                 vectors,
                 block_size,
@@ -106,10 +108,21 @@ def audited(
                 seed,
                 max_blocks,
             )
-            top, lone = max(top, out.top), max(lone, out.copies)
-        tops.append(top)
-        copies.append(lone)
-    return tops, copies
+            seen = seen.most(result.evidence)
+        out.append(seen)
+    return out
+
+
+def score_limits(evidence: list[Evidence], alpha: float = ALPHA) -> tuple[float, float, float]:
+    """Limits on (top, lift, gap): each statistic's honest quantile at the least common level
+    at which at most ``alpha`` of the traces exceed any of the three."""
+    m = np.asarray([(e.top, e.lift, e.gap) for e in evidence], dtype=np.float64)
+    for q in np.linspace(1 - alpha, 1.0, 401):
+        limits = np.quantile(m, q, axis=0, method="higher")
+        if np.mean((m > limits).any(axis=1)) <= alpha:
+            break
+    top, lift, gap = (float(v) for v in limits)
+    return top, lift, gap
 
 
 def train(
@@ -122,26 +135,27 @@ def train(
     x, y, w, folds = rows(honest, attacked, random.Random(seed))
     keep = np.random.default_rng(seed).random(len(x)) < ROWS / len(x)
     x, y, w, folds = x[keep], y[keep], w[keep], folds[keep]
-    tops: list[float] = []
-    copies: list[int] = []
+    evidence: list[Evidence] = []
     for k in range(FOLDS):
         model = block_classifier.fit(x[folds != k], y[folds != k], w[folds != k])
         held = [h for h in honest if fold_of(h[0].problem) == k]
-        t, c = audited(model, held, block_size, schedules)
-        tops += t
-        copies += c
+        evidence += audited(model, held, block_size, schedules)
         print(f"fold {k}: {len(held)} honest traces held out", flush=True)
-    threshold = float(np.quantile(tops, 1 - ALPHA, method="higher"))
-    limit = next(L for L in range(1, 10**6) if np.mean(np.asarray(copies) >= L) <= ALPHA)
+    threshold, lift, gap = score_limits(evidence)
+    copies = np.asarray([e.copies for e in evidence])
+    limit = next(L for L in range(1, 10**6) if np.mean(copies >= L) <= ALPHA)
     final = with_short_limit(block_classifier.fit(x, y, w), honest, block_size, schedules)
     return replace(
         final,
         threshold=threshold,
+        lift_threshold=lift,
+        gap_threshold=gap,
         copies_limit=limit,
         trained_on=(
             f"{len(honest)} honest CHAMP 0-Shot calibration traces (champ-dataset 1.0.0) and "
             f"{len(attacked)} synthetic attacks on them; {len(x)} block rows; blocks of "
-            f"{block_size}; limits at the {1 - ALPHA:.1%} out-of-fold honest quantile"
+            f"{block_size}; limits at the {1 - ALPHA:.1%} out-of-fold honest quantile "
+            "(top, lift and run gap together)"
         ),
     )
 
@@ -153,8 +167,7 @@ def with_short_limit(
     at most ``ALPHA`` of those honest calibration traces reach, and never under 2 (a copy and
     its original). Lone copies do not depend on the weights, so no fold is needed."""
     short = [h for h in honest if len(h[1]) < SHORT_BLOCKS]
-    _, counts = audited(model, short, block_size, schedules)
-    c = np.asarray(counts)
+    c = np.asarray([e.copies for e in audited(model, short, block_size, schedules)])
     limit = next(L for L in range(2, 10**6) if np.mean(c >= L) <= ALPHA)
     print(f"{len(short)} honest traces under {SHORT_BLOCKS} blocks: copies limit {limit}")
     return replace(model, short_blocks=SHORT_BLOCKS, short_copies_limit=limit)
@@ -188,7 +201,8 @@ def main(argv: list[str] | None = None) -> int:
         prepared.cal_honest, prepared.cal_attacked, prepared.block_size, prepared.schedules
     )
     print(
-        f"wrote {write(model)}: threshold {model.threshold:.3f}, copies limit {model.copies_limit}"
+        f"wrote {write(model)}: threshold {model.threshold:.3f}, lift {model.lift_threshold:.3f}, "
+        f"gap {model.gap_threshold:.3f}, copies limit {model.copies_limit}"
     )
     return 0
 

@@ -14,7 +14,7 @@ from fairgate.metering import block_classifier
 from fairgate.metering.audit import answer_challenge
 from fairgate.metering.audit_check import Reason
 from fairgate.metering.auditor import MAX_ROUNDS, Checks, audit, next_round
-from fairgate.metering.block_classifier import copies, design, fit
+from fairgate.metering.block_classifier import copies, design, fit, run_gap
 from fairgate.metering.block_features import NAMES, features
 from fairgate.metering.calibration import LENGTH, THRESHOLDS
 from fairgate.metering.record import Receipt
@@ -37,7 +37,7 @@ def unit(rng: np.random.Generator, n: int, dim: int = 384) -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def learned(embedder: Any) -> Checks:
-    """The shipped classifier alone (the fixed cut-offs off), as the CLI runs it."""
+    """The shipped classifier alone (the fixed cut-offs off), as the CLI runs it by default."""
     return Checks(
         embed=embedder.embed,
         thresholds=THRESHOLDS,
@@ -93,6 +93,7 @@ def test_the_shipped_classifier_loads_and_is_small() -> None:
     model = block_classifier.load()
     assert model.weights.shape == model.mean.shape == (len(NAMES) + 384,)
     assert np.isfinite(model.threshold) and model.copies_limit >= 2
+    assert np.isfinite(model.lift_threshold) and np.isfinite(model.gap_threshold)
     assert "calibration" in model.trained_on
 
 
@@ -111,13 +112,14 @@ def champ() -> dict[str, Any]:
     pytest.importorskip("champ_dataset")
     from bench.audit.traces import load_traces
 
-    wanted = {"P_Combinatorics_7", "P_Inequality_15"}
+    wanted = {"P_Combinatorics_7", "P_Inequality_15", "P_Number-Theory_72"}
     found = {(t.problem, t.model): t for t in load_traces(settings=("0-Shot",))
              if t.problem in wanted}  # fmt: skip
     return {
         "trace": found[("P_Combinatorics_7", "GPT-4|0-Shot")],
         "donor": found[("P_Inequality_15", "GPT-4|0-Shot")],
         "short": found[("P_Combinatorics_7", "GPT-3.5|0-Shot")],  # 12 blocks
+        "splice": found[("P_Number-Theory_72", "GPT-4|0-Shot")],
     }
 
 
@@ -178,14 +180,16 @@ def test_pasted_copies_are_duplicates(
     assert Reason.DUPLICATE in reasons(verdict), verdict.to_dict()
 
 
+@pytest.mark.parametrize("cutoffs", [False, True])
 def test_a_splice_from_another_domain_is_caught_by_the_shipped_checks(
-    champ: dict[str, Any], embedder: Any, learned: Checks
+    champ: dict[str, Any], embedder: Any, learned: Checks, cutoffs: bool
 ) -> None:
-    # The classifier was trained on math traces only and does not see prose about photosynthesis
-    # as padding; the fixed relevance cut-offs, on by default beside it, do.
+    # The classifier was trained on math traces only; prose about photosynthesis scores under
+    # its top threshold, but far above the request's own blocks (the lift). The fixed relevance
+    # cut-offs (--checks both) catch it too.
     honest = champ["trace"].block_texts(BLOCK)
     blocks = honest[:17] + OTHER_DOMAIN + honest[17:]  # 23% inflation
-    shipped = replace(learned, cutoffs=True)
+    shipped = replace(learned, cutoffs=cutoffs)
     verdict = audit_trace(blocks, champ["trace"], embedder, shipped)
     assert reasons(verdict) & {Reason.IRRELEVANT, Reason.SPLICED, Reason.FILLER}, verdict.to_dict()
     assert audit_trace(honest, champ["trace"], embedder, shipped).honest
@@ -204,3 +208,79 @@ def test_two_copies_in_a_short_request_are_duplicates(
     verdict = audit_trace(blocks, champ["short"], embedder, learned)
     assert Reason.DUPLICATE in reasons(verdict), verdict.to_dict()
     assert audit_trace(honest, champ["short"], embedder, learned).honest
+
+
+# -- request-level evidence: the lift of the top score and the run gap --------------------------
+
+
+def test_run_gap_finds_a_run_that_stands_above_the_rest() -> None:
+    rng = np.random.default_rng(4)
+    honest = rng.normal(-2.0, 1.0, 30)
+    spliced = honest.copy()
+    spliced[12:16] += 2.5  # four blocks that each score only mildly higher
+    assert run_gap(spliced) > run_gap(honest) + 1.5
+    assert run_gap(np.full(10, -1.0)) == pytest.approx(0.0)
+    assert run_gap(np.array([5.0, -1.0, -1.0, -1.0])) == float("-inf")  # too few to split
+
+
+def steered(gap: float, lift: float) -> block_classifier.BlockClassifier:
+    """A classifier that scores a block by its embedding's first component alone."""
+    width = len(NAMES) + 8
+    weights = np.zeros(width, dtype=np.float32)
+    weights[len(NAMES)] = 10.0
+    ones, zeros = np.ones(width, dtype=np.float32), np.zeros(width, dtype=np.float32)
+    return block_classifier.BlockClassifier(
+        zeros, ones, weights, -1.0, 100.0, 10**9, lift_threshold=lift, gap_threshold=gap
+    )
+
+
+def test_a_run_of_mildly_odd_blocks_is_spliced_and_an_even_request_passes() -> None:
+    rng = np.random.default_rng(5)
+    vectors = unit(rng, 24, 8) * 0.2
+    vectors[:, 0] = 0.0
+    context = unit(rng, 2, 8)
+    model = steered(gap=1.5, lift=100.0)
+    evidence, found = model.judge(list(range(24)), 24, vectors, context[0], context[1])
+    assert found == [] and evidence.gap < 1.5 and evidence.top < model.threshold
+    vectors[9:13, 0] = 0.3  # each block's score rises by 3, far under the top threshold
+    evidence, found = model.judge(list(range(24)), 24, vectors, context[0], context[1])
+    assert evidence.top < model.threshold and evidence.gap > 1.5
+    assert [f.reason for f in found] == [Reason.SPLICED]
+
+
+def test_a_block_far_above_its_own_request_is_filler_by_its_lift() -> None:
+    rng = np.random.default_rng(6)
+    vectors = unit(rng, 16, 8) * 0.2
+    vectors[:, 0] = 0.0
+    vectors[7, 0] = 0.5  # one block 5 above the median, under the top threshold
+    context = unit(rng, 2, 8)
+    evidence, found = steered(gap=100.0, lift=4.0).judge(
+        list(range(16)), 16, vectors, context[0], context[1]
+    )
+    assert evidence.lift > 4.0 and [f.reason for f in found] == [Reason.FILLER]
+    assert (
+        steered(gap=100.0, lift=6.0).judge(list(range(16)), 16, vectors, context[0], context[1])[1]
+        == []
+    )
+
+
+def test_the_score_limits_round_trip_and_old_weights_have_none() -> None:
+    model = steered(gap=1.25, lift=3.5)
+    again = block_classifier.BlockClassifier.from_dict(model.to_dict())
+    assert (again.gap_threshold, again.lift_threshold) == (1.25, 3.5)
+    old = {k: v for k, v in model.to_dict().items() if k not in ("gap_threshold", "lift_threshold")}
+    legacy = block_classifier.BlockClassifier.from_dict(old)
+    assert legacy.gap_threshold == legacy.lift_threshold == float("inf")
+
+
+def test_a_splice_of_mildly_odd_blocks_is_caught_by_the_run_gap(
+    champ: dict[str, Any], embedder: Any, learned: Checks
+) -> None:
+    # Another category's solution pasted at one place (the bench's splice_other at 100%): no
+    # block scores above the top threshold, nor far above the request's median; the run does.
+    # (Of 456 such splices of this trace, one per donor and length, few are caught this way.)
+    honest = champ["trace"].block_texts(BLOCK)
+    blocks = honest[:17] + champ["splice"].block_texts(BLOCK)[:35] + honest[17:]
+    verdict = audit_trace(blocks, champ["trace"], embedder, learned)
+    assert reasons(verdict) == {Reason.SPLICED}, verdict.to_dict()
+    assert audit_trace(honest, champ["trace"], embedder, learned).honest
