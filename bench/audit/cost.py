@@ -90,7 +90,8 @@ def main() -> int:
         thresholds=THRESHOLDS,
         length=LENGTH,
         classifier=block_classifier.load(),
-    )  # what `fairgate audit` runs by default
+        cutoffs=False,
+    )  # what `fairgate audit` runs by default (--checks learned)
     cpu = []
     verdicts = []
     for i, tr in enumerate(traces[:20]):
