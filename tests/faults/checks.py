@@ -47,12 +47,27 @@ def assert_settled(server: GatewayServer, request_ids: Iterable[str]) -> list[di
     return [r for r in records if r["request_id"] in set(ids)]
 
 
-def _assert_metrics_agree(server: GatewayServer, records: list[dict[str, Any]]) -> None:
+def _assert_metrics_agree(
+    server: GatewayServer, records: list[dict[str, Any]], timeout: float = 5
+) -> None:
+    """The counters catch up with the ledger: a record is readable once the writer thread has
+    committed it, a moment before its request's coroutine resumes and counts it."""
+    deadline = time.monotonic() + timeout
+    while True:
+        wrong = _metric_disagreements(server, records)
+        if not wrong or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+    assert not wrong, "; ".join(wrong)
+
+
+def _metric_disagreements(server: GatewayServer, records: list[dict[str, Any]]) -> list[str]:
     registry = server.runtime.metrics.registry
-    by_status = Counter(r["status"] for r in records)
-    for status, count in by_status.items():
+    wrong = []
+    for status, count in Counter(r["status"] for r in records).items():
         appended = registry.get_sample_value("fairgate_ledger_records_total", {"status": status})
-        assert appended == count, f"ledger_records{{status={status}}} {appended} != {count}"
+        if appended != count:
+            wrong.append(f"ledger_records{{status={status}}} {appended} != {count}")
     finished = sum(
         sample.value
         for metric in registry.collect()
@@ -60,7 +75,9 @@ def _assert_metrics_agree(server: GatewayServer, records: list[dict[str, Any]]) 
         for sample in metric.samples
         if sample.name == "fairgate_requests_total"
     )
-    assert finished == len(records), f"fairgate_requests_total {finished} != {len(records)}"
+    if finished != len(records):
+        wrong.append(f"fairgate_requests_total {finished} != {len(records)}")
+    return wrong
 
 
 def _assert_idle(server: GatewayServer, timeout: float = 10) -> None:
