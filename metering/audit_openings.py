@@ -68,10 +68,7 @@ def check_opening(
             position,
         )
         return
-    try:
-        verify_inclusion(leaf, position, commitment.leaves, o.proof, bytes.fromhex(commitment.root))
-    except ProofError as exc:
-        report.add(Reason.BAD_PROOF, f"at tree size {commitment.leaves}: {exc}", position)
+    if not _proven(report, commitment, leaf, position, o.proof):
         return
     report.verified.add(position)
 
@@ -114,10 +111,7 @@ def check_block(
             Reason.CONTENT_MISMATCH, "the opened ids and text do not rebuild the content", position
         )
         return
-    try:
-        verify_inclusion(leaf, position, commitment.leaves, o.proof, bytes.fromhex(commitment.root))
-    except ProofError as exc:
-        report.add(Reason.BAD_PROOF, f"at tree size {commitment.leaves}: {exc}", position)
+    if not _proven(report, commitment, leaf, position, o.proof):
         return
     report.verified.add(position)
     report.keep(start, count, o.embedding, o.text)
@@ -128,3 +122,15 @@ def check_block(
 def short(values: Sequence[int], limit: int = 8) -> str:
     shown = ", ".join(map(str, values[:limit]))
     return f"[{shown}{', …' if len(values) > limit else ''}]"
+
+
+def _proven(
+    report: Findings, commitment: Commitment, leaf: bytes, position: int, proof: Sequence[bytes]
+) -> bool:
+    """Whether ``leaf`` is at ``position`` of the committed tree; a bad proof is a finding."""
+    try:
+        verify_inclusion(leaf, position, commitment.leaves, proof, bytes.fromhex(commitment.root))
+    except ProofError as exc:
+        report.add(Reason.BAD_PROOF, f"at tree size {commitment.leaves}: {exc}", position)
+        return False
+    return True
