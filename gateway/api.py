@@ -15,7 +15,7 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import ValidationError
 
 from fairgate.gateway.auth import bearer_token
-from fairgate.gateway.client_gone import ClientGone
+from fairgate.gateway.client_gone import ClientGone, ClientLeft
 from fairgate.gateway.errors import (
     APIError,
     ContextTooLong,
@@ -222,15 +222,16 @@ def _response_id(endpoint: Endpoint, request_id: str) -> str:
 
 
 async def or_disconnect(request: Request, work: Awaitable[T], watch: ClientGone | None = None) -> T:
-    """Await ``work`` unless the client goes away first, in which case cancel it. ``watch``:
-    the request's own ``ClientGone``, left open for the response (else one for this wait)."""
+    """Await ``work`` unless the client goes away first, in which case cancel it and raise
+    ``ClientLeft``. ``watch``: the request's own ``ClientGone``, left open for the response
+    (else one for this wait)."""
     own = watch is None
     gone = watch or ClientGone(request.receive)
     try:
         return await work
     except asyncio.CancelledError:
         if gone.absorb():
-            raise asyncio.CancelledError("client disconnected") from None
+            raise ClientLeft from None
         raise
     finally:
         if own:

@@ -8,12 +8,13 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from fairgate import __version__
 from fairgate.gateway import admin, admin_tenants, api, audit, ops, responses
+from fairgate.gateway.client_gone import ClientLeft
 from fairgate.gateway.config import Config
 from fairgate.gateway.errors import APIError, error_body
 from fairgate.gateway.plain_route import PlainRoute
@@ -46,6 +47,7 @@ def create_app(config: Config, runtime: Runtime | None = None) -> FastAPI:
     app.include_router(audit.router)
     app.add_middleware(RequestIdMiddleware, hot=_hot_routes(app))
     app.add_exception_handler(APIError, _api_error)  # type: ignore[arg-type]
+    app.add_exception_handler(ClientLeft, _client_left)
     app.add_exception_handler(RequestValidationError, _validation_error)  # type: ignore[arg-type]
     app.add_exception_handler(StarletteHTTPException, _http_error)  # type: ignore[arg-type]
     app.add_exception_handler(Exception, _unexpected)
@@ -109,6 +111,10 @@ def _hot_routes(app: FastAPI) -> dict[str, ASGIApp]:
 
 async def _api_error(request: Request, error: APIError) -> JSONResponse:
     return error.response()
+
+
+async def _client_left(request: Request, error: Exception) -> Response:
+    return Response(status_code=499)  # dropped by the server: the client is gone
 
 
 async def _validation_error(request: Request, error: RequestValidationError) -> JSONResponse:

@@ -17,6 +17,12 @@ from typing import Any
 from starlette.types import Message
 
 
+class ClientLeft(Exception):
+    """The client went away before its answer was sent; nothing more can reach it (its
+    request is recorded ``client_disconnected``). Ends the request quietly, unlike the
+    cancellation it replaces, which the server logs as an application error."""
+
+
 class ClientGone:
     """Watches from creation until ``close()``; the serving task is cancelled once at most."""
 

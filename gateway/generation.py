@@ -19,8 +19,7 @@ from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-import anyio
-
+from fairgate.gateway.cancellation import to_the_end
 from fairgate.gateway.errors import APIError, InvalidRequest, Unavailable, UpstreamError
 from fairgate.gateway.guards import stall_guard, within
 from fairgate.gateway.overhead import UpstreamClock
@@ -140,8 +139,7 @@ class Generation:
             status, code = failure.ledger_status, failure.status
             raise
         finally:
-            with anyio.CancelScope(shield=True):
-                await self._finish(status, code)
+            await to_the_end(self._finish(status, code))
 
     async def _attempts(self) -> AsyncIterator[list[Visible]]:
         tried: set[str] = set()
@@ -212,8 +210,7 @@ class Generation:
                 f"the replica serving this request failed: {failure.message}"
             ) from None
         finally:
-            with anyio.CancelScope(shield=True):
-                await reads.aclose()
+            await to_the_end(reads.aclose())
 
     def _on_read(self, events: list[EngineEvent]) -> list[Visible]:
         """What the client may see of one upstream read; the scheduler and the token

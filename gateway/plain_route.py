@@ -14,6 +14,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
+from fairgate.gateway.client_gone import ClientLeft
+
 Endpoint = Callable[[Request], Awaitable[Response]]
 
 
@@ -25,7 +27,10 @@ class PlainRoute(APIRoute):
 
 def _serve(endpoint: Endpoint) -> Callable[[Scope, Receive, Send], Awaitable[None]]:
     async def app(scope: Scope, receive: Receive, send: Send) -> None:
-        response = await endpoint(Request(scope, receive, send))
+        try:
+            response = await endpoint(Request(scope, receive, send))
+        except ClientLeft:
+            return  # nobody to answer; the server stays quiet for a gone client
         await response(scope, receive, send)
 
     return app
