@@ -19,6 +19,8 @@ from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+import anyio
+
 from fairgate.gateway.cancellation import to_the_end
 from fairgate.gateway.errors import APIError, InvalidRequest, Unavailable, UpstreamError
 from fairgate.gateway.guards import stall_guard, within
@@ -210,7 +212,11 @@ class Generation:
                 f"the replica serving this request failed: {failure.message}"
             ) from None
         finally:
-            await to_the_end(reads.aclose())
+            # Not to_the_end: closing a killed Ray engine's stream waits for the actor's
+            # restart (a minute), and the stall watch must still be able to cut that wait
+            # (CI: test_killed_engine_fails_its_streams_cleanly_and_comes_back timed out).
+            with anyio.CancelScope(shield=True):
+                await reads.aclose()
 
     def _on_read(self, events: list[EngineEvent]) -> list[Visible]:
         """What the client may see of one upstream read; the scheduler and the token
