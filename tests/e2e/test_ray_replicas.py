@@ -348,7 +348,9 @@ def test_reload_scales_down_and_up_without_dropping_requests(deployment: Deploym
     reload = Trigger("tiny-1", scale_down)
     streams = start_streams(server, 6, "scale", trigger=reload)
     assert reload.fired.wait(60), "no stream reached tiny-1"
-    assert {s.replica for s in streams} == REPLICAS, [s.replica for s in streams]
+    assert {s.replica for s in streams} == REPLICAS, [
+        (s.replica, s.outcome, s.error) for s in streams
+    ]
     report, health = reload.result
     assert health == "draining"  # while its streams run
     assert report["scaled"] == [
