@@ -1,7 +1,7 @@
-"""Work that must end even when its request is cancelled: the ledger record, the engine's
-release. A request is stopped by a native ``Task.cancel`` (the client leaving, a stalled
-upstream, a queue timeout), and anyio's ``CancelScope(shield=True)`` does not hold against
-that: a second cancellation landing in a ``finally`` would cut the record short."""
+"""Work that must end even when its request is cancelled: the ledger record. A request is
+stopped by a native ``Task.cancel`` (the client leaving, a stalled upstream, a queue
+timeout), and anyio's ``CancelScope(shield=True)`` does not hold against that: a second
+cancellation landing in a ``finally`` would cut the record short."""
 
 from __future__ import annotations
 

@@ -212,9 +212,9 @@ class Generation:
                 f"the replica serving this request failed: {failure.message}"
             ) from None
         finally:
-            # Not to_the_end: closing a killed Ray engine's stream waits for the actor's
-            # restart (a minute), and the stall watch must still be able to cut that wait
-            # (CI: test_killed_engine_fails_its_streams_cleanly_and_comes_back timed out).
+            # Not to_the_end: a close that hangs on a dead upstream must stay cuttable by the
+            # stall watch (with it fully shielded, a killed engine's stream never got its error
+            # event in CI: test_killed_engine_fails_its_streams_cleanly_and_comes_back).
             with anyio.CancelScope(shield=True):
                 await reads.aclose()
 
