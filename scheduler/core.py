@@ -306,12 +306,12 @@ class Scheduler:
             raise UnknownJob(job_id)
         return record
 
-    def _candidates(self, job: Job, avoid: Replica | None) -> list[Replica]:
+    def _candidates(self, job: Job, avoid: Replica | None, healthy: bool = True) -> list[Replica]:
         return [
             r
             for r in self._replicas.values()
             if r.model == job.model
-            and r.healthy
+            and r.healthy is healthy
             and r is not avoid
             and r.replica_id not in job.exclude
         ]
@@ -351,11 +351,15 @@ class Scheduler:
         self._charge_router(record, -record.expected_work)
 
     def _reroute(self, record: JobRecord, stay: Replica | None) -> None:
-        """Move a queued job off its replica; if no other can take it, it stays on ``stay``,
-        or fails when ``stay`` is None (its replica is gone)."""
+        """Move a queued job off its replica; if no other can take it, it stays on ``stay``.
+        When ``stay`` is None (its replica is gone), a job with no healthy replica left waits
+        on an unhealthy one of its model, as it would have on its own; it fails only when
+        the model has no other replica it may use."""
         candidates = self._candidates(record.job, avoid=stay)
         if not candidates and stay is not None:
             return
+        if not candidates:
+            candidates = self._candidates(record.job, avoid=None, healthy=False)
         self._unqueue(record)
         if candidates:
             replica, cached = self._route(record.job, candidates)

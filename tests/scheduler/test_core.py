@@ -168,6 +168,21 @@ def test_removing_a_replica_reroutes_its_queue_and_fails_what_cannot_move():
     assert sched.stats().tenants["t"].queued == 3
 
 
+def test_removing_a_replica_while_the_other_is_unhealthy_keeps_its_queue_waiting():
+    sched = make(router="round_robin", inflight_initial=1, inflight_ceiling=max(64, 1))
+    for i in range(4):
+        sched.arrive(job(f"j{i}"), 0.0)  # r1: j0 j2, r2: j1 j3
+    sched.admit(0.0)  # j0 runs on r1, j1 on r2
+    sched.set_replica_health("r2", False, 0.5)  # a slow probe, say: j3 moves to r1
+    assert sched.remove_replica("r1", 1.0) == ["j2", "j3"]
+    assert sched.take_failed() == []  # they wait on r2 rather than failing
+    assert sched.replica_of("j2") == sched.replica_of("j3") == "r2"
+    sched.finish("j1", 1.5)
+    assert sched.admit(1.5) == []  # r2 is still unhealthy
+    sched.set_replica_health("r2", True, 2.0)
+    assert [d.job_id for d in sched.admit(2.0)] == ["j2"]
+
+
 def test_unhealthy_replica_hands_its_queue_over_or_keeps_it_until_recovery():
     sched = make(router="round_robin", inflight_initial=1, inflight_ceiling=max(64, 1))
     for i in range(4):
