@@ -175,6 +175,9 @@ class ReasoningSplitter:
         return entry if len(kept) == len(top) else {**entry, "top_logprobs": kept}
 
     def _split_text(self, text: str) -> _TextSplit:
+        marker = self.markers.end_text if self._text_hidden else self.markers.start_text
+        if not self._held and marker[0] not in text:  # most tokens: no marker, none begun
+            return _TextSplit(hidden=text) if self._text_hidden else _TextSplit(visible=text)
         split = _TextSplit()
         buffer = self._held + text
         self._held = ""
@@ -207,7 +210,13 @@ def _strip(text: str, markers: Markers) -> str:
 
 def _partial_suffix(text: str, marker: str) -> int:
     """Length of the longest suffix of ``text`` that is a proper prefix of ``marker``."""
-    for size in range(min(len(marker) - 1, len(text)), 0, -1):
-        if marker.startswith(text[-size:]):
-            return size
+    # Such a suffix starts with the marker's first character, so only those are tried (most
+    # chunks have none near their end: this runs for every content token of a model whose
+    # marker ids are unknown).
+    first, end = marker[0], len(text)
+    at = text.find(first, max(0, end - len(marker) + 1))
+    while at >= 0:
+        if marker.startswith(text[at:]):
+            return end - at
+        at = text.find(first, at + 1)
     return 0

@@ -8,7 +8,7 @@ from typing import Any
 from hypothesis import given
 from hypothesis import strategies as st
 
-from fairgate.metering.reasoning import Markers, Piece, ReasoningSplitter
+from fairgate.metering.reasoning import Markers, Piece, ReasoningSplitter, _partial_suffix
 
 START, END = 1024, 1025
 BY_ID = Markers(start_id=START, end_id=END)
@@ -131,3 +131,13 @@ def test_text_mode_hides_every_reasoning_byte_however_chunked(sizes: list[int]) 
     assert "secret thoughts" in _hidden(pieces)
     for piece in pieces:
         assert not piece.visible_ids or "secret" not in piece.visible_text
+
+
+def _longest_partial(text: str, marker: str) -> int:
+    sizes = range(min(len(marker) - 1, len(text)), 0, -1)
+    return next((size for size in sizes if marker.startswith(text[-size:])), 0)
+
+
+@given(st.text(alphabet="<>/thinkx", max_size=24), st.sampled_from(["<think>", "</think>", "<<a"]))
+def test_partial_suffix_is_the_longest_proper_prefix_of_the_marker(text: str, marker: str) -> None:
+    assert _partial_suffix(text, marker) == _longest_partial(text, marker)
