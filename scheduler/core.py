@@ -4,29 +4,17 @@
     admit()      ── for each replica with free slots, its policy pops the next job ──► Dispatch
     first_token / tokens / finish / cancel ── charge service, free slots
 
-Everything here is bookkeeping that ties the parts together: which tenant is charged what,
-where, and when. The decisions live in the router (``routers``, ``d2lpm``) and the local
-policies (``fcfs``, ``vtc``, ``lpm``, ``dlpm``). Time is an argument; nothing here reads a
-clock, draws a random number or does I/O, so the same calls give the same decisions.
-
-Charging. A job's service is (prompt - cached) * w_p + cached * w_c + generated * w_q. The
-router's account (D²LPM) is charged the job's *expected* work at routing: its prompt with the
-prefix the replica held then, plus its expected output (the tenant's recent average, at most
-``max_tokens``); it is settled when the job ends (prompt: at the engine's real cached count;
-output: at what was generated). The local policy's account is charged the prompt at admission
-with the prefix the replica holds then (it was just inserted for this job), corrected by the
-engine's count, and generated tokens as they stream. DLPM (``charges_ahead``) is charged the
-expected output at admission once any job has finished (so the estimate is a measured
-average, not ``max_tokens``), tokens past it as they stream, and the unused rest is refunded
-at the end: its order then counts the work it has started, not only the tokens streamed so
-far (measured: a flood's admitted jobs otherwise looked cheap for their whole run).
-OSDI'24 VTC (``vtc``) charges cached prompt tokens like uncached ones. A predicted hit never
-covers the last prompt token: engines recompute it to produce the first output token.
+Everything here is bookkeeping that ties the parts together: where each job is, and when
+it is charged; what each account is charged is ``charging``'s. The decisions live in the
+router (``routers``, ``d2lpm``) and the local policies (``fcfs``, ``vtc``, ``lpm``, ``dlpm``).
+Time is an argument; nothing here reads a clock, draws a random number or does I/O, so the
+same calls give the same decisions.
 """
 
 from __future__ import annotations
 
 from fairgate.scheduler.admission import RetryAfter
+from fairgate.scheduler.charging import Charging, billable_hit
 from fairgate.scheduler.config import Policy, RouterKind, SchedulerConfig
 from fairgate.scheduler.d2lpm import D2LPM
 from fairgate.scheduler.dlpm import DLPM
@@ -48,7 +36,7 @@ from fairgate.scheduler.radix import RadixTree
 from fairgate.scheduler.replica import Replica
 from fairgate.scheduler.router import Router
 from fairgate.scheduler.routers import LeastLoad, LongestPrefix, Preble, RoundRobin
-from fairgate.scheduler.stats import ReplicaStats, SchedulerStats, TenantStats
+from fairgate.scheduler.stats import SchedulerStats, snapshot
 from fairgate.scheduler.tenants import TenantBook
 from fairgate.scheduler.vtc import VTC
 
@@ -63,6 +51,7 @@ class Scheduler:
         self._failed: list[str] = []
         self._retry = RetryAfter()
         self._cluster_ledger = Ledger()
+        self._charging = Charging(self.config, self._tenants, self._router, self._replicas)
         self._seq = 0
         self._routed = 0
         self._admitted = 0
@@ -165,12 +154,7 @@ class Scheduler:
             return
         prompt_len = len(record.job.prompt)
         actual = min(cached_tokens, prompt_len)  # an engine counting whole blocks may overshoot
-        discount = self.config.prompt_weight - self._local_cached_weight()
-        self._charge_local(record, (record.predicted_cached - actual) * discount)
-        routed = _billable_hit(prompt_len, record.routed_cached)
-        settle = (routed - actual) * (self.config.prompt_weight - self.config.cached_prompt_weight)
-        self._charge_router(record, settle)
-        record.expected_work += settle
+        self._charging.first_token(record, actual)
         replica = self._replicas.get(record.replica_id)
         if replica is not None:
             replica.reported_prompt_tokens += prompt_len
@@ -183,11 +167,7 @@ class Scheduler:
             raise InvalidInput(f"token count must be an integer >= 0, got {n!r}")
         before = record.generated
         record.generate(n)
-        weight = self.config.completion_weight
-        self._tenants.account(record.tenant).served += n * weight
-        beyond = record.generated - max(before, record.charged_ahead)
-        if beyond > 0:
-            self._charge_policy(record, beyond * weight)
+        self._charging.generated(record, n, before)
 
     def finish(self, job_id: str, now: float) -> None:
         record = self._job(job_id)
@@ -222,50 +202,8 @@ class Scheduler:
 
     # -- observation -----------------------------------------------------------------------
     def stats(self) -> SchedulerStats:
-        replicas = list(self._replicas.values())
-        ledgers = list(
-            {
-                id(r.queue.ledger): r.queue.ledger for r in replicas if r.queue.ledger is not None
-            }.values()
-        )
-        tenants = {
-            a.name: TenantStats(
-                tenant=a.name,
-                weight=a.weight,
-                queued=a.queued,
-                inflight=a.inflight,
-                deficit=sum(ledger.deficits.get(a.name, 0.0) for ledger in ledgers),
-                virtual_counter=max(
-                    (ledger.counters.get(a.name, 0.0) for ledger in ledgers), default=0.0
-                ),
-                served_tokens=a.served,
-                replica_deficits=self._router.deficits(a.name),
-            )
-            for a in self._tenants
-        }
-        replica_stats = {
-            r.replica_id: ReplicaStats(
-                replica_id=r.replica_id,
-                model=r.model,
-                healthy=r.healthy,
-                queued=len(r.queue),
-                inflight=len(r.inflight),
-                inflight_limit=r.inflight_limit,
-                prompt_tokens=r.prompt_tokens,
-                predicted_hit_tokens=r.predicted_hit_tokens,
-                reported_prompt_tokens=r.reported_prompt_tokens,
-                cached_tokens=r.cached_tokens,
-                index_tokens=r.tree.tokens,
-            )
-            for r in replicas
-        }
-        return SchedulerStats(
-            tenants,
-            replica_stats,
-            self._routed,
-            self._admitted,
-            dict(self._router.reasons),
-            self._router.refills,
+        return snapshot(
+            list(self._replicas.values()), self._tenants, self._router, self._routed, self._admitted
         )
 
     # -- internals -------------------------------------------------------------------------
@@ -326,16 +264,7 @@ class Scheduler:
         return replica, replica.prefix_match(job)
 
     def _enqueue(self, record: JobRecord, replica: Replica) -> None:
-        cfg = self.config
-        prompt_len = len(record.job.prompt)
-        hit = _billable_hit(prompt_len, record.routed_cached)
-        record.expected_output = self._tenants.expected_output(record.tenant, record.job.max_tokens)
-        record.expected_work = (
-            (prompt_len - hit) * cfg.prompt_weight
-            + hit * cfg.cached_prompt_weight
-            + record.expected_output * cfg.completion_weight
-        )
-        self._charge_router(record, record.expected_work)
+        self._charging.routed(record)
         record.load = record.expected_work
         replica.outstanding += record.load
         replica.add_queued(record.tenant, record.load)
@@ -348,7 +277,7 @@ class Scheduler:
                 replica.queue.remove(record.job_id)
                 replica.add_queued(record.tenant, -record.load)
             replica.outstanding = max(0.0, replica.outstanding - record.load)
-        self._charge_router(record, -record.expected_work)
+        self._charging.unrouted(record)
 
     def _reroute(self, record: JobRecord, stay: Replica | None) -> None:
         """Move a queued job off its replica; if no other can take it, it stays on ``stay``.
@@ -389,7 +318,7 @@ class Scheduler:
     def _start(self, record: JobRecord, replica: Replica, now: float) -> None:
         job = record.job
         prompt_len = len(job.prompt)
-        hit = _billable_hit(prompt_len, replica.tree.insert(job.cache_key, job.prompt))
+        hit = billable_hit(prompt_len, replica.tree.insert(job.cache_key, job.prompt))
         record.start(now, hit)
         replica.add_queued(job.tenant, -record.load)
         replica.inflight[job.job_id] = job.tenant
@@ -398,51 +327,18 @@ class Scheduler:
         account = self._tenants.account(job.tenant)
         account.queued -= 1
         account.inflight += 1
-        cfg = self.config
-        charge = (prompt_len - hit) * cfg.prompt_weight + hit * self._local_cached_weight()
-        self._charge_local(record, charge)
-        if replica.queue.charges_ahead and self._tenants.knows_output():
-            record.charged_ahead = self._tenants.expected_output(job.tenant, job.max_tokens)
-            self._charge_policy(record, record.charged_ahead * cfg.completion_weight)
+        self._charging.admitted(record, replica, hit)
         self._admitted += 1
 
-    def _local_cached_weight(self) -> float:
-        if self.config.policy_kind is Policy.VTC:  # OSDI'24: the whole prompt is input
-            return self.config.prompt_weight
-        return self.config.cached_prompt_weight
-
-    def _charge_local(self, record: JobRecord, amount: float) -> None:
-        self._tenants.account(record.tenant).served += amount
-        self._charge_policy(record, amount)
-
-    def _charge_policy(self, record: JobRecord, amount: float) -> None:
-        replica = self._replicas.get(record.replica_id)
-        if replica is not None:
-            replica.queue.charge(record.tenant, amount)
-
-    def _charge_router(self, record: JobRecord, amount: float) -> None:
-        if record.replica_id in self._replicas:  # a removed replica's accounts are gone
-            self._router.charge(record.tenant, record.replica_id, amount)
-
     def _release(self, record: JobRecord) -> None:
-        """A running job ended: settle the expected output charged ahead against what it
-        made (the router's account, and the local policy's if it charges ahead)."""
-        settle = (record.generated - record.expected_output) * self.config.completion_weight
-        self._charge_router(record, settle)
-        unused = record.charged_ahead - record.generated
-        if unused > 0:
-            self._charge_policy(record, -unused * self.config.completion_weight)
+        """A running job ended: settle its charges, free its slot, forget it."""
+        self._charging.ended(record)
         replica = self._replicas.get(record.replica_id)
         if replica is not None:
             replica.inflight.pop(record.job_id, None)
             replica.outstanding = max(0.0, replica.outstanding - record.load)
         self._tenants.account(record.tenant).inflight -= 1
         del self._jobs[record.job_id]
-
-
-def _billable_hit(prompt_len: int, cached: int) -> int:
-    """A cached prefix never covers the last prompt token: the engine recomputes it."""
-    return max(0, min(cached, prompt_len - 1))
 
 
 def _make_router(config: SchedulerConfig, tenants: TenantBook) -> Router:
