@@ -10,11 +10,16 @@ Two request-level flags over the opened blocks' :func:`metering.block_features.f
   calibration requests' ``1 - alpha`` quantile of out-of-fold scores under the audit's own
   sequential sampling, so the false-positive rate is set before any test trace is seen).
 * **copies**: opened blocks that have an identical twin (the same text embeds to the same
-  bytes), where neither the twins' neighbours continue each other nor the block sits among
-  near-identical neighbours. An honest model that loops repeats runs of blocks, or lists of
-  numbers whose neighbours look alike; a pasted copy stands alone. At least ``copies_limit``
-  of them is a finding (the limit: the same honest calibration quantile). Honest verbatim
-  repeats are repeated formulas, which need long reasoning: a request of fewer than
+  bytes), where neither the twins' neighbours continue each other (cosine under
+  ``loop_context``) nor the block sits among near-identical neighbours (under
+  ``list_context``). An honest model that loops repeats runs of blocks, or lists of numbers
+  whose neighbours look alike; a pasted copy stands alone. With ``copy_neighbours_open``, a
+  block counts only once its own neighbours (those that exist) are open too, so that the loop
+  and list tests can see them. The three settings are read from the JSON; weights without
+  them (the shipped ones too) keep the first release's rule (0.9, 0.8, no neighbour rule). At
+  least ``copies_limit`` of them is a finding (the limit: the same honest calibration
+  quantile). Honest verbatim repeats are repeated formulas, which need long reasoning: a
+  request of fewer than
   ``short_blocks`` blocks is held to ``short_copies_limit``, the same quantile over the honest
   calibration requests of that size (with every block open, none of the 66 under 20 blocks
   has a lone copy; against 30 of the 246 longer ones).
@@ -48,8 +53,10 @@ from fairgate.metering.block_features import NAMES, features
 
 Array = npt.NDArray[Any]
 DATA = "block_classifier.json"
+# The copy rule's defaults, for weights that do not carry their own (block_classifier.json):
 LOOP_CONTEXT = 0.9  # twins whose neighbours match this well are an honest loop
 LIST_CONTEXT = 0.8  # a block this close to a neighbour sits in a list of look-alikes
+NEIGHBOURS_OPEN = False  # count a copy only once its own neighbours are open too
 RUN_MIN = 3  # a run gap needs this many opened blocks inside the run
 OUT_MIN = 2  # ... and this many outside it
 EVIDENCE_MIN = 16  # lift and run gap wait for this many open blocks (or all): early looks are noise
@@ -64,15 +71,35 @@ def design(
     return np.concatenate([feats, np.asarray(vectors, dtype=np.float32)], axis=1)
 
 
-def copies(feats: Array) -> int:
-    """Opened blocks with an identical twin that neither a loop nor a list explains."""
+def copies(
+    feats: Array,
+    blocks: Sequence[int] | None = None,
+    total: int | None = None,
+    *,
+    loop_context: float = LOOP_CONTEXT,
+    list_context: float = LIST_CONTEXT,
+    neighbours_open: bool = NEIGHBOURS_OPEN,
+) -> int:
+    """Opened blocks with an identical twin that neither a loop nor a list explains.
+
+    ``feats``: rows of :func:`metering.block_features.features` for the opened ``blocks``
+    (sorted indices of ``total``). With ``neighbours_open``, a block counts only when its
+    previous and next blocks are open too, where they exist (block 0 has no previous one,
+    block ``total - 1`` no next one); that needs ``blocks`` and ``total``."""
     col = {name: i for i, name in enumerate(NAMES)}
     neighbour = np.maximum(feats[:, col["prev"]], feats[:, col["next"]])
     lone = (
         (feats[:, col["identical"]] > 0)
-        & (feats[:, col["twin_context"]] < LOOP_CONTEXT)
-        & (neighbour < LIST_CONTEXT)
+        & (feats[:, col["twin_context"]] < loop_context)
+        & (neighbour < list_context)
     )
+    if neighbours_open:
+        if blocks is None or total is None:
+            raise ValueError("the neighbour rule needs the opened blocks and the block count")
+        idx = np.asarray(blocks)
+        first, last = idx == 0, idx == total - 1
+        lone &= (feats[:, col["has_prev"]] > 0) | first
+        lone &= (feats[:, col["has_next"]] > 0) | last
     return int(lone.sum())
 
 
@@ -123,6 +150,20 @@ class BlockClassifier:
     short_copies_limit: int = 10**9
     lift_threshold: float = INF
     gap_threshold: float = INF
+    loop_context: float = LOOP_CONTEXT
+    list_context: float = LIST_CONTEXT
+    copy_neighbours_open: bool = NEIGHBOURS_OPEN
+
+    def copies(self, feats: Array, blocks: Sequence[int], total: int) -> int:
+        """:func:`copies` under this classifier's copy rule."""
+        return copies(
+            feats,
+            blocks,
+            total,
+            loop_context=self.loop_context,
+            list_context=self.list_context,
+            neighbours_open=self.copy_neighbours_open,
+        )
 
     def limit_for(self, total: int) -> int:
         """The lone-copies limit for a request of ``total`` blocks."""
@@ -141,7 +182,7 @@ class BlockClassifier:
         x = design(blocks, total, vectors, prompt, answer)
         s = self.scores(x)
         top = float(s.max())
-        lone = copies(x[:, : len(NAMES)])
+        lone = self.copies(x[:, : len(NAMES)], blocks, total)
         if len(blocks) < min(EVIDENCE_MIN, total):
             return Evidence(top, -INF, -INF, lone), s
         return Evidence(top, top - float(np.median(s)), run_gap(s), lone), s
@@ -198,6 +239,9 @@ class BlockClassifier:
             "short_copies_limit": self.short_copies_limit,
             "lift_threshold": _finite(self.lift_threshold),
             "gap_threshold": _finite(self.gap_threshold),
+            "loop_context": self.loop_context,
+            "list_context": self.list_context,
+            "copy_neighbours_open": self.copy_neighbours_open,
         }
 
     @classmethod
@@ -217,6 +261,9 @@ class BlockClassifier:
             int(data.get("short_copies_limit", 10**9)),
             _limit(data.get("lift_threshold")),
             _limit(data.get("gap_threshold")),
+            float(data.get("loop_context", LOOP_CONTEXT)),
+            float(data.get("list_context", LIST_CONTEXT)),
+            bool(data.get("copy_neighbours_open", NEIGHBOURS_OPEN)),
         )
 
 

@@ -70,6 +70,104 @@ def test_a_lone_copy_counts_and_a_loop_does_not() -> None:
     assert copies(x[:, : len(NAMES)]) == 0
 
 
+def rows_of(vectors: np.ndarray, blocks: list[int], total: int, seed: int = 0) -> np.ndarray:
+    context = unit(np.random.default_rng(seed), 2, vectors.shape[1])
+    return features(blocks, total, vectors[blocks], context[0], context[1])
+
+
+def test_a_copy_counts_only_with_its_neighbours_open_under_the_neighbour_rule() -> None:
+    rng = np.random.default_rng(7)
+    base = unit(rng, 8)
+    pasted = np.concatenate([base[:6], base[1:2], base[6:]])  # block 1 again, at 6 (of 9)
+    every = list(range(9))
+    rows = rows_of(pasted, every, 9)
+    assert copies(rows, every, 9, neighbours_open=True) == copies(rows) == 2
+    no_next = [0, 1, 2, 3, 4, 5, 6, 8]  # the copy's next block (7) is closed
+    rows = rows_of(pasted, no_next, 9)
+    assert copies(rows) == 2  # the first release's rule counts it anyway
+    assert copies(rows, no_next, 9, neighbours_open=True) == 1  # the original alone
+    no_prev = [0, 1, 2, 3, 4, 6, 7, 8]  # its previous block (5) is closed
+    assert copies(rows_of(pasted, no_prev, 9), no_prev, 9, neighbours_open=True) == 1
+    # At the request's edges only the neighbour that exists must be open.
+    at_end = np.concatenate([base, base[1:2]])  # block 1 again, as the last block (8)
+    rows = rows_of(at_end, every, 9)
+    assert copies(rows, every, 9, neighbours_open=True) == 2
+    at_start = np.concatenate([base[5:6], base])  # block 6 again, as the first block (0)
+    rows = rows_of(at_start, every, 9)
+    assert copies(rows, every, 9, neighbours_open=True) == copies(rows) == 2
+    with pytest.raises(ValueError):
+        copies(rows, neighbours_open=True)
+
+
+def near_loop(rng: np.random.Generator, cosine: float) -> np.ndarray:
+    """Block 1 pasted again at 6, where block 7 matches block 2 (the twins' next neighbours)
+    at ``cosine``: a loop under a cut below it, a lone copy under a cut above it."""
+    base = unit(rng, 8)
+    other = base[7] - (base[7] @ base[2]) * base[2]
+    other /= np.linalg.norm(other)
+    out = np.concatenate([base[:6], base[1:2], base[6:]])
+    out[7] = cosine * base[2] + np.sqrt(1 - cosine**2) * other
+    return out
+
+
+def plain() -> block_classifier.BlockClassifier:
+    """A classifier for 384-dimensional embeddings whose scores never flag (copies only)."""
+    width = len(NAMES) + 384
+    ones, zeros = np.ones(width, dtype=np.float32), np.zeros(width, dtype=np.float32)
+    return block_classifier.BlockClassifier(zeros, ones, zeros, -1.0, 100.0, 10**9)
+
+
+def test_the_loop_cut_is_read_from_the_weights() -> None:
+    vectors = near_loop(np.random.default_rng(8), 0.85)
+    every = list(range(9))
+    context = unit(np.random.default_rng(9), 2)
+    rows = features(every, 9, vectors, context[0], context[1])
+    assert rows[:, NAMES.index("twin_context")].max() == pytest.approx(0.85, abs=1e-4)
+    data = plain().to_dict()
+    for loop, lone in ((0.9, 2), (0.8, 0)):
+        model = block_classifier.BlockClassifier.from_dict({**data, "loop_context": loop})
+        assert model.loop_context == loop
+        assert model.evidence(every, 9, vectors, context[0], context[1])[0].copies == lone
+    # The list cut too: the copy's previous block made 0.75 alike to it sits in a list under a
+    # cut of 0.7, not under 0.8 (the original's neighbours stay unlike it: it still counts).
+    other = vectors[5] - (vectors[5] @ vectors[6]) * vectors[6]
+    vectors[5] = 0.75 * vectors[6] + np.sqrt(1 - 0.75**2) * other / np.linalg.norm(other)
+    for cut, lone in ((0.8, 2), (0.7, 1)):
+        listed = block_classifier.BlockClassifier.from_dict({**data, "list_context": cut})
+        assert listed.list_context == cut
+        assert listed.evidence(every, 9, vectors, context[0], context[1])[0].copies == lone
+
+
+def test_old_weights_without_the_copy_rule_keep_the_first_release_rule() -> None:
+    model = replace(
+        plain(),
+        loop_context=0.8,
+        list_context=0.7,
+        copy_neighbours_open=True,
+    )
+    again = block_classifier.BlockClassifier.from_dict(model.to_dict())
+    assert (again.loop_context, again.list_context, again.copy_neighbours_open) == (
+        0.8,
+        0.7,
+        True,
+    )
+    rule = ("loop_context", "list_context", "copy_neighbours_open")
+    old = {k: v for k, v in model.to_dict().items() if k not in rule}
+    legacy = block_classifier.BlockClassifier.from_dict(old)
+    assert (legacy.loop_context, legacy.list_context, legacy.copy_neighbours_open) == (
+        0.9,
+        0.8,
+        False,
+    )
+    rng = np.random.default_rng(10)
+    context = unit(rng, 2)
+    for vectors in (near_loop(rng, 0.85), near_loop(rng, 0.95)):
+        for blocks in (list(range(9)), [0, 1, 2, 3, 4, 5, 6, 8]):
+            x = features(blocks, 9, vectors[blocks], context[0], context[1])
+            seen = legacy.evidence(blocks, 9, vectors[blocks], context[0], context[1])[0]
+            assert seen.copies == copies(x)  # the first release's count, exactly
+
+
 def test_a_short_request_is_held_to_its_own_copies_limit() -> None:
     model = replace(block_classifier.load(), copies_limit=5, short_blocks=20, short_copies_limit=3)
     assert model.limit_for(19) == 3 and model.limit_for(20) == 5
