@@ -31,13 +31,15 @@ COMBOS = [("fcfs", "round_robin"), ("lpm", "preble"), ("dlpm", "d2lpm")]
 HEAVY_FACTOR = 4.0
 
 
-def shared_docs(rng: random.Random, clients: int, rate: float, duration: float) -> list[Request]:
-    """``rate``: requests/s over all clients; client t0 sends HEAVY_FACTOR times a share."""
-    unit = rate / (clients - 1 + HEAVY_FACTOR)
+def shared_docs(
+    rng: random.Random, clients: int, rate: float, duration: float, heavy: float = HEAVY_FACTOR
+) -> list[Request]:
+    """``rate``: requests/s over all clients; client t0 sends ``heavy`` times a share."""
+    unit = rate / (clients - 1 + heavy)
     loads = [
         TenantLoad(
             f"t{i}",
-            unit * (HEAVY_FACTOR if i == 0 else 1.0),
+            unit * (heavy if i == 0 else 1.0),
             documents(rng, 2, (3_000, 6_000)),
             question=(20, 80),
             output=(30, 120),
@@ -57,11 +59,11 @@ def run(
     return simulate(SimConfig(config, replicas=replicas, cost=cost, window=window), requests)
 
 
-def capacity(seed: int, clients: int, replicas: int, duration: float) -> float:
+def capacity(seed: int, clients: int, replicas: int, duration: float, heavy: float) -> float:
     """Completed requests/s in the window under 3x overload, best of the compared schedulers
     (the offered rate is first set from a rough guess, then the measurement)."""
     guess = 1.5 * replicas
-    requests = shared_docs(random.Random(seed), clients, 3 * guess, duration)
+    requests = shared_docs(random.Random(seed), clients, 3 * guess, duration, heavy)
     done = [run(requests, p, r, replicas, duration).requests_per_s for p, r in COMBOS]
     return max(done)
 
@@ -86,24 +88,43 @@ HEAD = (
 )
 
 
-def sweep(replicas: int, loads: list[float], duration: float, seed: int) -> None:
+def sweep(
+    replicas: int, loads: list[float], duration: float, seed: int, heavy: float = HEAVY_FACTOR
+) -> None:
     clients = 10 * replicas // 4
-    cap = capacity(seed, clients, replicas, duration)
+    cap = capacity(seed, clients, replicas, duration, heavy)
     print(
-        f"\n== shared_docs: {clients} clients (t0 x{HEAVY_FACTOR:g}), {replicas} replicas x "
+        f"\n== shared_docs: {clients} clients (t0 x{heavy:g}), {replicas} replicas x "
         f"{PAPER_ENGINE.max_num_seqs} slots, cache {PAPER_ENGINE.cache_tokens} tokens, "
         f"{duration:.0f} s window, seed {seed}; capacity {cap:.2f} req/s =="
     )
     print(HEAD)
     print("-" * len(HEAD))
     for load in loads:
-        requests = shared_docs(random.Random(seed), clients, load * cap, duration)
+        requests = shared_docs(random.Random(seed), clients, load * cap, duration, heavy)
         results = {(p, r): run(requests, p, r, replicas, duration) for p, r in COMBOS}
         for (p, r), res in results.items():
             print(row(load, p, r, res))
-        ours = percentile(per_client_p99(results["dlpm", "d2lpm"]), 0.5)
-        preble = percentile(per_client_p99(results["lpm", "preble"]), 0.5)
-        print(f"     median client's p99, Preble-like / D²LPM: {preble / ours:.2f}x")
+        ours, preble = results["dlpm", "d2lpm"], results["lpm", "preble"]
+        median = percentile(per_client_p99(preble), 0.5) / percentile(per_client_p99(ours), 0.5)
+        worst = per_client_p99(preble)[-1] / per_client_p99(ours)[-1]
+        client, most = largest_client_ratio(preble, ours)
+        print(
+            f"     Preble-like / D²LPM p99: median client {median:.2f}x, worst client "
+            f"{worst:.2f}x, largest for one client {most:.2f}x ({client})"
+        )
+
+
+def largest_client_ratio(theirs: SimResult, ours: SimResult) -> tuple[str, float]:
+    """The client whose p99 latency D²LPM lowers the most, and by how much (the paper's
+    "up to" is per client)."""
+    ratios = {
+        name: theirs.tenants[name].latency_p(0.99) / t.latency_p(0.99)
+        for name, t in ours.tenants.items()
+        if t.latency and name in theirs.tenants and theirs.tenants[name].latency
+    }
+    client = max(ratios, key=ratios.__getitem__)
+    return client, ratios[client]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -112,13 +133,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--loads", type=float, nargs="+", default=[0.5, 0.6, 0.7, 0.8, 0.9])
     parser.add_argument("--duration", type=float, default=60.0)
     parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--quick", action="store_true", help="4 replicas, 70% load, 10 s")
+    parser.add_argument(
+        "--heavy-factor",
+        type=float,
+        default=HEAVY_FACTOR,
+        help=f"client t0's rate over each other client's (default {HEAVY_FACTOR:g})",
+    )
+    parser.add_argument("--quick", action="store_true", help="4 replicas, 70%% load, 10 s")
     args = parser.parse_args(argv)
     if args.quick:
         args.replicas, args.loads, args.duration = [4], [0.7], 10.0
     started = time.perf_counter()
     for replicas in args.replicas:
-        sweep(replicas, args.loads, args.duration, args.seed)
+        sweep(replicas, args.loads, args.duration, args.seed, args.heavy_factor)
     print(f"\n({time.perf_counter() - started:.1f} s wall)")
     return 0
 
