@@ -123,6 +123,11 @@ class LongStream:
     text: str
     max_tokens: int = 1900
     trigger: Trigger | None = None
+    # A stream may wait for a slot behind others' 1,900-token answers (a retry after its
+    # engine died, or six streams on two engines whose limits adapted down under load): on
+    # a busy 2-core machine that wait passed the default 60 s before any byte came
+    # ('Request timed out.' in CI, stop 21 and 22). The gateway was queueing, not hanging.
+    timeout_s: float = 300.0
     replica: str | None = None
     chunks: int = 0
     content: str = ""
@@ -137,7 +142,7 @@ class LongStream:
 
     def _run(self) -> None:
         try:
-            raw = client(self.server).chat.completions.with_raw_response.create(
+            raw = client(self.server, self.timeout_s).chat.completions.with_raw_response.create(
                 model="tiny",
                 messages=[{"role": "user", "content": self.text}],
                 stream=True,
@@ -162,7 +167,7 @@ class LongStream:
         finally:
             self.started.set()
 
-    def join(self, timeout_s: float = 120.0) -> None:
+    def join(self, timeout_s: float = 330.0) -> None:
         self.thread.join(timeout_s)
         assert not self.thread.is_alive(), f"stream {self.text!r} hangs"
 
