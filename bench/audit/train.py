@@ -42,11 +42,14 @@ ROWS = 150_000  # rows kept for the fit (a uniform subsample; Newton on 400 colu
 FOLDS = 4
 ATTACK_WEIGHT = 0.3  # attacked traces outnumber honest ones 25 to 1
 SHORT_BLOCKS = 20  # under this many blocks, no honest calibration trace has a lone copy
-# The copy rule (metering/block_classifier.py, copies()), the first release's: a loop when the
-# twins' neighbours match at 0.9, a list at 0.8, no neighbour rule. The rule chosen on the
-# calibration half (--loop-context 0.8 --neighbour-rule: limits 3 / 2) was not shipped: 1.42%
-# honest false positives on the test half (bench/RESULTS.md, "the copies statistic").
-COPY_RULE = {"loop_context": 0.9, "list_context": 0.8, "copy_neighbours_open": False}
+# The copy rule (metering/block_classifier.py, copies()), the first release's. The rule chosen
+# on the calibration half (--loop-context 0.8 --neighbour-rule: limits 3 / 2) was not shipped:
+# 1.42% honest false positives on the test half (bench/RESULTS.md, "the copies statistic").
+COPY_RULE = {
+    "loop_context": block_classifier.LOOP_CONTEXT,
+    "list_context": block_classifier.LIST_CONTEXT,
+    "copy_neighbours_open": block_classifier.NEIGHBOURS_OPEN,
+}
 INF = float("inf")
 
 
