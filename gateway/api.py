@@ -25,7 +25,7 @@ from fairgate.gateway.errors import (
     Unauthorized,
     invalid_request,
 )
-from fairgate.gateway.event_stream import EventStream, LastPiece
+from fairgate.gateway.event_stream import KEEPALIVE, EventStream, LastPiece
 from fairgate.gateway.generation import Generation, RequestOutcome, Visible, first_or_end
 from fairgate.gateway.plain_route import PlainRoute
 from fairgate.gateway.render import Renderer, sse
@@ -326,6 +326,8 @@ async def _sse_body(
                     held.append(renderer.chunk_bytes(visible, first=opening, prompt_ids=prompt_ids))
             if held:
                 yield b"".join(held)
+            elif not read:
+                yield KEEPALIVE
             read = await anext(stream, None)
     except APIError as error:
         yield LastPiece((sse(final) if final is not None else b"") + sse(error.body()))

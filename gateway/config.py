@@ -222,6 +222,9 @@ class GuardsSection(_Strict):
 
     queue_timeout_s: float | None = Field(default=300.0, gt=0)  # waiting for a replica slot
     stall_timeout_s: float | None = Field(default=120.0, gt=0)  # between two upstream events
+    # A stream whose client has seen nothing this long (hidden reasoning, a retry waiting for a
+    # slot) gets an SSE comment line, so that idle timeouts on the way do not cut it.
+    keepalive_s: float | None = Field(default=15.0, gt=0)
 
 
 class Config(_Strict):

@@ -31,6 +31,7 @@ class TenantControls:
         self.gate = gate
         self.queue_timeout_s = config.guards.queue_timeout_s
         self.stall_timeout_s = config.guards.stall_timeout_s
+        self.keepalive_s = config.guards.keepalive_s
 
     @classmethod
     def for_config(cls, config: Config, prices: PriceTable) -> TenantControls:
@@ -45,6 +46,7 @@ class TenantControls:
         self.gate.update(_limits(config.tenants))
         self.queue_timeout_s = config.guards.queue_timeout_s
         self.stall_timeout_s = config.guards.stall_timeout_s
+        self.keepalive_s = config.guards.keepalive_s
 
     def tenant(self, name: str) -> TenantConfig | None:
         return self._tenants.get(name)

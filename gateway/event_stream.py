@@ -12,6 +12,10 @@ from starlette.types import Receive, Scope, Send
 
 from fairgate.gateway.client_gone import ClientGone
 
+# An SSE comment: clients skip it (the openai SDKs ignore lines that start with ":"), while
+# proxies and load balancers see bytes and keep the connection open.
+KEEPALIVE = b": keep-alive\n\n"
+
 
 class LastPiece(bytes):
     """The body's last piece: it leaves with the end of the response, in one write."""

@@ -13,6 +13,8 @@ ledger record, shielded from cancellation, before the caller sends its last byte
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import AsyncGenerator, AsyncIterator
@@ -110,6 +112,7 @@ class Generation:
         self._first_token_at: float | None = None
         self._last_token_at: float | None = None
         self._admitted_at: float | None = None
+        self._beat_at = started  # when the client last got a byte or a keep-alive
         self.upstream = UpstreamClock()
         self._show_reasoning = model.config.reasoning == "visible"
         # Visible reasoning on legacy completions: the client sees the model's raw text.
@@ -144,9 +147,11 @@ class Generation:
             await to_the_end(self._finish(status, code))
 
     async def _attempts(self) -> AsyncIterator[list[Visible]]:
+        """Each try, on a replica not tried yet. An empty read is a keep-alive: nothing to
+        show, but the client should hear that the request lives."""
         tried: set[str] = set()
         while True:
-            replica_id = await within(
+            acquire = within(
                 self.runtime.dispatcher.acquire(
                     self.request_id,
                     self.tenant,
@@ -158,6 +163,19 @@ class Generation:
                 self.runtime.controls.queue_timeout_s,
                 self.model.name,
             )
+            keepalive = self.runtime.controls.keepalive_s
+            if not tried or keepalive is None:  # a first try waits before any byte is sent
+                replica_id = await acquire
+            else:  # a retry may wait behind long answers: beat while it does
+                waiting = asyncio.ensure_future(acquire)
+                try:
+                    while not waiting.done():
+                        await asyncio.wait((waiting,), timeout=keepalive)
+                        if not waiting.done():
+                            yield []
+                finally:
+                    await _cancelled(waiting)
+                replica_id = waiting.result()
             self.replica = replica_id
             self._admitted_at = self._admitted_at or time.monotonic()
             try:
@@ -194,6 +212,8 @@ class Generation:
                 if shown:
                     self._sent_visible = True
                     yield shown
+                elif self._beat_due():
+                    yield []
                 if isinstance(self.meter, BudgetedMeter) and self.meter.cut:
                     self.finish_reason = "length"  # the tenant's max_reasoning_tokens
                     break
@@ -217,6 +237,15 @@ class Generation:
             # event in CI: test_killed_engine_fails_its_streams_cleanly_and_comes_back).
             with anyio.CancelScope(shield=True):
                 await reads.aclose()
+
+    def _beat_due(self) -> bool:
+        """Whether a read with nothing to show (hidden reasoning) should go out as a
+        keep-alive: the client has heard nothing for ``keepalive_s``."""
+        keepalive, now = self.runtime.controls.keepalive_s, time.monotonic()
+        if self._sent_visible or keepalive is None or now - self._beat_at < keepalive:
+            return False
+        self._beat_at = now
+        return True
 
     def _on_read(self, events: list[EngineEvent]) -> list[Visible]:
         """What the client may see of one upstream read; the scheduler and the token
@@ -316,6 +345,16 @@ class Generation:
             self.finish_reason,
             self.meter.prompt_ids or self.prompt_ids,
         )
+
+
+async def _cancelled(task: asyncio.Future[str]) -> None:
+    """Cancel ``task`` if it is still waiting, and let its own clean-up (the dispatcher
+    forgetting the queued job) run before the generation records its end."""
+    if task.done():
+        return
+    task.cancel()
+    with contextlib.suppress(BaseException):
+        await task
 
 
 def _reads(replica: Replica, request: EngineRequest) -> AsyncGenerator[list[EngineEvent], None]:

@@ -18,6 +18,7 @@ from fastapi.responses import JSONResponse, Response
 
 from fairgate.gateway.api import admit, event_stream, finished, started
 from fairgate.gateway.errors import APIError, ContextTooLong, InvalidRequest, UpstreamError
+from fairgate.gateway.event_stream import KEEPALIVE
 from fairgate.gateway.generation import Generation, Visible
 from fairgate.gateway.responses_render import EventStream, ResponseShape, sse_event
 from fairgate.gateway.responses_schemas import ResponsesBody, parse
@@ -91,6 +92,8 @@ async def _events(
             data = b"".join(sse_event(event) for visible in read for event in events.piece(visible))
             if data:
                 yield data
+            elif not read:
+                yield KEEPALIVE
             read = await anext(stream, None)
     except APIError as error:
         failure = error
