@@ -126,6 +126,12 @@ class GatewayMetrics:
             "Audit challenges answered (opened leaves with inclusion proofs).",
             registry=registry,
         )
+        self.loop_lag = Gauge(
+            "fairgate_event_loop_lag_seconds",
+            "How late the gateway's event loop woke for its last health check: work that "
+            "blocks the loop, or a starved process, delays every stream and connect.",
+            registry=registry,
+        )
         self.replica_healthy = Gauge(
             "fairgate_replica_healthy",
             "1 when the replica passes its health check.",

@@ -44,6 +44,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("fairgate.runtime")
 EMBEDDED_MODEL = "smollm2"
+LOOP_LAG_WARNING_S = 1.0  # a loop this late makes 5 s connect and probe timeouts likely
 
 
 def with_default_model(config: Config) -> Config:
@@ -312,11 +313,18 @@ class Runtime:
     # health --------------------------------------------------------------------------
     async def _health_loop(self) -> None:
         while True:
+            asleep = time.monotonic()
             await asyncio.sleep(self.health_interval)
+            self._observe_lag(time.monotonic() - asleep - self.health_interval)
             try:
                 await self.check_health()
             except Exception:
                 log.exception("health check failed")
+
+    def _observe_lag(self, lag: float) -> None:
+        self.metrics.loop_lag.set(lag)
+        if lag > LOOP_LAG_WARNING_S:  # say so: connects and probes time out next
+            log.warning("the event loop woke %.1f s late: it is blocked or starved of CPU", lag)
 
     async def check_health(self) -> None:
         # All at once: one replica that is slow to answer must not delay the others. Models

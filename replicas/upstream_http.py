@@ -27,6 +27,7 @@ import httptools
 __all__ = ["ConnectFailed", "HttpPool", "Response", "UpstreamBroken"]
 
 _HIGH_WATER = 256 * 1024  # buffered body bytes past which the socket stops being read
+_CONNECT_ATTEMPTS = 2  # a connect that times out is tried once more before the replica is down
 
 
 class UpstreamBroken(Exception):
@@ -282,19 +283,34 @@ class HttpPool:
             if not conn.closed and now - conn.idle_since < self.keepalive_s:
                 return conn, True
             conn.close()
-        loop = asyncio.get_running_loop()
-        try:
-            async with asyncio.timeout(self.connect_timeout_s):
-                _, conn = await loop.create_connection(
-                    _Connection,
-                    self._host,
-                    self._port,
-                    ssl=self._ssl,
-                    server_hostname=self._host if self._ssl else None,
-                )
-        except (OSError, TimeoutError) as error:
-            raise ConnectFailed(f"cannot connect to {self._host}:{self._port}: {error!r}") from None
-        return conn, False
+        for attempt in range(_CONNECT_ATTEMPTS):
+            try:
+                async with asyncio.timeout(self.connect_timeout_s):
+                    return await self._connect(), False
+            except TimeoutError:
+                # Refused or reset is an answer; a timeout is not one: it is also what a
+                # starved event loop sees (CI, stop 23: a healthy engine's connect "timed
+                # out" while both cores were busy, and the replica was marked down).
+                if attempt + 1 == _CONNECT_ATTEMPTS:
+                    raise ConnectFailed(
+                        f"cannot connect to {self._host}:{self._port}: no answer in "
+                        f"{_CONNECT_ATTEMPTS} x {self.connect_timeout_s:g} s"
+                    ) from None
+            except OSError as error:
+                raise ConnectFailed(
+                    f"cannot connect to {self._host}:{self._port}: {error!r}"
+                ) from None
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def _connect(self) -> _Connection:
+        _, conn = await asyncio.get_running_loop().create_connection(
+            _Connection,
+            self._host,
+            self._port,
+            ssl=self._ssl,
+            server_hostname=self._host if self._ssl else None,
+        )
+        return conn
 
     def release(self, conn: _Connection) -> None:
         """Back to the pool if its exchange ended cleanly and both ends keep it alive."""

@@ -58,6 +58,7 @@ def test_names_follow_the_conventions(metrics: GatewayMetrics, registry) -> None
         "fairgate_ledger_append_seconds_bucket",
         "fairgate_audits_total",
         "fairgate_replica_healthy",
+        "fairgate_event_loop_lag_seconds",
         "fairgate_replica_restarts_total",
         "fairgate_retries_total",
         "fairgate_auth_failures_total",

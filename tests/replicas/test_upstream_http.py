@@ -7,6 +7,7 @@ import asyncio
 import gzip
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from typing import Any
 
 import pytest
 
@@ -187,6 +188,32 @@ async def test_nothing_listening_is_a_connect_failure() -> None:
     client = pool(f"http://127.0.0.1:{port}")
     with pytest.raises(ConnectFailed):
         await client.post("/p", b"{}", {})
+
+
+async def test_a_connect_that_times_out_is_tried_once_more(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A starved event loop sees a healthy engine's connect time out: one more try."""
+    async with serving(Server(lambda n: chunked(b"ok"))) as url:
+        client = HttpPool(url, keepalive_s=4.0, connect_timeout_s=0.2, read_timeout_s=5.0)
+        real, tries = client._connect, []
+
+        async def late_once() -> Any:
+            tries.append(1)
+            if len(tries) == 1:
+                await asyncio.sleep(1)
+            return await real()
+
+        monkeypatch.setattr(client, "_connect", late_once)
+        assert await body_of(client) == (200, b"ok")
+        assert len(tries) == 2
+
+        async def never() -> Any:
+            await asyncio.sleep(10)
+
+        monkeypatch.setattr(client, "_connect", never)
+        client._idle.clear()
+        with pytest.raises(ConnectFailed, match=r"no answer in 2 x 0\.2 s"):
+            await client.post("/p", b"{}", {})
+        await client.close()
 
 
 async def test_a_silent_server_times_out() -> None:
