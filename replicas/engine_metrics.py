@@ -12,6 +12,7 @@ Names are those of vLLM 0.32 (``tests/replicas/data/vllm-0.32.0-metrics.txt``), 
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from enum import Enum
@@ -20,6 +21,7 @@ import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
 ENGINE_PREFIX = "fairgate_engine_"
+_NAME = re.compile(r"\s*([a-zA-Z_:][a-zA-Z0-9_:]*)")
 
 
 class Kind(Enum):
@@ -119,7 +121,7 @@ def parse_engine_metrics(
     wanted = {source for metric in metrics for source in metric.sources}
     found: dict[str, list[float]] = {}
     try:
-        for family in text_string_to_metric_families(text):
+        for family in text_string_to_metric_families(_wanted_lines(text, wanted)):
             for sample in family.samples:
                 if sample.name in wanted:
                     found.setdefault(sample.name, []).append(float(sample.value))
@@ -133,6 +135,24 @@ def parse_engine_metrics(
         total = sum(samples)
         values[metric.name] = total / len(samples) if metric.fold is Fold.MEAN else total
     return EngineMetrics(values)
+
+
+def _wanted_lines(text: str, wanted: set[str]) -> str:
+    """The sample lines of ``wanted`` names only, so that the full parser (pure Python, run on
+    the gateway's event loop) never reads vLLM's hundreds of histogram lines: parsing them all
+    stalled the loop for seconds on a busy machine. Other lines are only checked to start like
+    a sample or a comment."""
+    kept = []
+    for line in text.splitlines():
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        name = _NAME.match(line)
+        if name is None:
+            raise EngineMetricsError(f"not Prometheus text: {line[:80]!r}")
+        if name.group(1) in wanted:
+            kept.append(line)
+    kept.append("")
+    return "\n".join(kept)
 
 
 async def scrape_engine_metrics(
