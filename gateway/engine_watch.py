@@ -59,7 +59,7 @@ class EngineWatch:
         self._client = client
         self._loop = Periodic(
             self._tick,
-            lambda: min(self.interval, self.local_interval),
+            self._next_interval,
             name="fairgate-engine-watch",
             log=log,
         )
@@ -72,6 +72,13 @@ class EngineWatch:
         if self._client is not None:
             await self._client.aclose()
             self._client = None
+
+    def _next_interval(self) -> float:
+        """Quick ticks while some replica is read in-process, or none is known yet: with
+        every engine behind a URL, four wake-ups a second cost CPU and read nothing."""
+        replicas = [replica for _, _, replica in self.targets()]
+        local = not replicas or any(not getattr(r, "url", None) for r in replicas)
+        return min(self.interval, self.local_interval) if local else self.interval
 
     async def _tick(self) -> None:
         now = time.monotonic()

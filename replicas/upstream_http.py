@@ -208,8 +208,9 @@ class HttpPool:
 
     A connection idle for ``keepalive_s`` or more is closed instead of reused: servers close
     idle ones (vLLM's uvicorn after 5 s), and a write to one they closed breaks the request.
-    ``post`` sends once more, on a new connection, when a pooled one turns out closed by the
-    server before any byte of the answer came back (so nothing ran on the engine).
+    ``request`` (``post``, ``get``) sends once more, on a new connection, when a pooled one
+    turns out closed by the server before any byte of the answer came back (so nothing ran on
+    the engine).
     """
 
     def __init__(
@@ -238,16 +239,24 @@ class HttpPool:
 
     async def post(self, path: str, body: bytes, headers: dict[str, str]) -> Response:
         """POST ``body``; returns once the response's status line and headers are in."""
+        return await self.request("POST", path, body, headers)
+
+    async def get(self, path: str) -> Response:
+        return await self.request("GET", path, b"", {})
+
+    async def request(
+        self, method: str, path: str, body: bytes, headers: dict[str, str]
+    ) -> Response:
         conn, pooled = await self._connection()
         try:
-            await self._exchange(conn, path, body, headers)
+            await self._exchange(conn, method, path, body, headers)
         except UpstreamBroken:
             conn.close()
             if not pooled or conn.received:
                 raise
             conn, _ = await self._connection(fresh=True)
             try:
-                await self._exchange(conn, path, body, headers)
+                await self._exchange(conn, method, path, body, headers)
             except BaseException:
                 conn.close()
                 raise
@@ -257,11 +266,11 @@ class HttpPool:
         return Response(self, conn, self.read_timeout_s)
 
     async def _exchange(
-        self, conn: _Connection, path: str, body: bytes, headers: dict[str, str]
+        self, conn: _Connection, method: str, path: str, body: bytes, headers: dict[str, str]
     ) -> None:
         extra = "".join(f"{name}: {value}\r\n" for name, value in headers.items())
         head = (
-            f"POST {path} HTTP/1.1\r\n".encode("latin-1")
+            f"{method} {path} HTTP/1.1\r\n".encode("latin-1")
             + self._head_tail
             + f"{extra}Content-Length: {len(body)}\r\n\r\n".encode("latin-1")
         )

@@ -50,3 +50,13 @@ async def test_load_is_fed_and_readings_follow_the_replicas() -> None:
     assert "m-0" not in watch.readings and loads == [("m-3", 1, 2)]
     await watch.stop()
     assert client.is_closed
+
+
+def test_it_ticks_quickly_only_while_a_replica_is_read_in_process() -> None:
+    targets = [("m", "m-0", Engine("http://up"))]
+    watch = EngineWatch(lambda: targets, lambda *load: None, interval=5.0, local_interval=0.25)
+    assert watch._next_interval() == 5.0  # every engine behind a URL: its metrics, each 5 s
+    targets.append(("m", "m-1", Engine(None)))
+    assert watch._next_interval() == 0.25
+    targets.clear()
+    assert watch._next_interval() == 0.25  # none known yet: the first may be in-process

@@ -16,6 +16,7 @@ class FakeEngine:
     def __init__(self, metrics_text: str | None = None, *, model: str = "tiny") -> None:
         self.metrics_text = metrics_text if metrics_text is not None else VLLM_METRICS.read_text()
         self.metrics_status = 200
+        self.health_status = 200
         self.model = model
         self.requests: list[str] = []
         engine = self
@@ -27,7 +28,7 @@ class FakeEngine:
                     body = engine.metrics_text.encode()
                     status, kind = engine.metrics_status, "text/plain; version=0.0.4"
                 elif self.path == "/health":
-                    body, status, kind = b"", 200, "text/plain"
+                    body, status, kind = b"", engine.health_status, "text/plain"
                 elif self.path == "/v1/models":
                     data = {"object": "list", "data": [{"id": engine.model, "object": "model"}]}
                     body, status, kind = json.dumps(data).encode(), 200, "application/json"
