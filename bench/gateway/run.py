@@ -31,7 +31,8 @@ from bench.gateway.upstream import LAST_WORD, MODEL
 from bench.peers.peer_env import DEFAULT_VENV, ROOT, ensure_peer_env
 from bench.peers.processes import Process, free_port
 
-TARGETS = ["direct", "fairgate", FAIRGATE_BACKGROUND, "litellm", "vllm-router"]
+PEERS = ("litellm", "vllm-router")
+TARGETS = ["direct", "fairgate", FAIRGATE_BACKGROUND, *PEERS]
 LOAD_CORE, PROXY_CORE = 0, 1
 LADDER = [400, 600, 800, 1000, 1300, 1600, 2000, 2600, 3200]
 
@@ -222,19 +223,24 @@ def _versions(targets: list[Target], peers_versions: dict[str, str]) -> dict[str
     return versions
 
 
-def run(settings: Settings, workdir: Path, peers_venv: Path) -> dict[str, Any]:
+def run(
+    settings: Settings, workdir: Path, peers_venv: Path, *, install: bool = False
+) -> dict[str, Any]:
     # The load generator gets its own core; the caller's cores come back afterwards, since
     # everything this process starts later (a test session's Ray, say) inherits them.
     cores = os.sched_getaffinity(0)
     os.sched_setaffinity(0, {LOAD_CORE})
     try:
-        return _run_pinned(settings, workdir, peers_venv)
+        return _run_pinned(settings, workdir, peers_venv, install)
     finally:
         os.sched_setaffinity(0, cores)
 
 
-def _run_pinned(settings: Settings, workdir: Path, peers_venv: Path) -> dict[str, Any]:
-    peers = ensure_peer_env(peers_venv, install=False)
+def _run_pinned(
+    settings: Settings, workdir: Path, peers_venv: Path, install: bool
+) -> dict[str, Any]:
+    wants_peers = any(name in PEERS for name in settings.targets)
+    peers = ensure_peer_env(peers_venv, install=install and wants_peers)
     upstream, url = _start_upstream(workdir, settings.token_gap_ms)
     targets: list[Target] = []
     started = time.time()
@@ -270,6 +276,11 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--json", type=Path, help="also write the raw rows here")
     parser.add_argument("--workdir", type=Path, default=ROOT / ".cache" / "bench-gateway")
     parser.add_argument("--peers-venv", type=Path, default=DEFAULT_VENV)
+    parser.add_argument(
+        "--no-install",
+        action="store_true",
+        help="never pip-install LiteLLM and vllm-router into the peers venv (first run: a minute)",
+    )
     parser.add_argument("--token-gap-ms", type=float, default=0.0)
     parser.add_argument("--rounds", type=int, default=1)
     parser.add_argument("--rates", help="comma-separated rates instead of 10,100,300")
@@ -300,7 +311,7 @@ def _settings(args: argparse.Namespace) -> Settings:
 def main(argv: list[str] | None = None) -> int:
     args = _parse(argv)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
-    result = run(_settings(args), args.workdir, args.peers_venv)
+    result = run(_settings(args), args.workdir, args.peers_venv, install=not args.no_install)
     print(report.render(result))
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
