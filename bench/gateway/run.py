@@ -301,8 +301,8 @@ def _settings(args: argparse.Namespace) -> Settings:
     targets = args.only or TARGETS
     if "direct" not in targets:
         targets = ["direct", *targets]
-    rates = [float(r) for r in args.rates.split(",")] if args.rates else [10, 100, 300]
-    ladder = [] if args.no_ladder else LADDER
+    rates = [float(r) for r in args.rates.split(",")] if args.rates else [10.0, 100.0, 300.0]
+    ladder: list[float] = [] if args.no_ladder else [float(r) for r in LADDER]
     trees = dict(item.split("=", 1) for item in args.tree or [])
     rounds = max(1, args.rounds)
     return Settings(rates, args.window_s, ladder, 3.0, targets, args.token_gap_ms, rounds, trees)
