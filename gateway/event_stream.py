@@ -46,6 +46,10 @@ class EventStream(Response):
             async for chunk in self.body_iterator:
                 ended = type(chunk) is LastPiece
                 await send({"type": "http.response.body", "body": chunk, "more_body": not ended})
+                # A send to a gone client returns at once, and reads the upstream had already
+                # buffered need no wait: after a stalled loop the whole answer could go out
+                # to no one (recorded ok) before the watch had its turn. It gets one here.
+                await asyncio.sleep(0)
             if not ended:
                 await send({"type": "http.response.body", "body": b"", "more_body": False})
         except asyncio.CancelledError:
