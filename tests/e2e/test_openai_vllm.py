@@ -16,6 +16,7 @@ import openai
 import pytest
 
 from fairgate.gateway.config import parse_config
+from fairgate.metering.timestamps import parse_time
 from tests.support.gateway_server import GatewayServer
 from tests.support.tiny_reasoner import (
     CHAT_TEMPLATE,
@@ -220,7 +221,7 @@ def test_oversize_prompt_is_a_400(gateway: GatewayServer) -> None:
     assert caught.value.code == "context_length_exceeded"
 
 
-@pytest.mark.timeout(180)
+@pytest.mark.timeout(400)
 def test_client_disconnect_is_recorded_once(gateway: GatewayServer) -> None:
     body = {
         "model": "tiny",
@@ -229,6 +230,24 @@ def test_client_disconnect_is_recorded_once(gateway: GatewayServer) -> None:
         "max_tokens": 2000,
         "ignore_eos": True,
     }
+    for _ in range(3):
+        record, left = _leave_after_one_line(gateway, body)
+        whole = record["usage"]["completion_tokens"] == body["max_tokens"]
+        if parse_time(record["finished_at"]) < left or whole:
+            # The engine had made the whole answer before the gateway could see the client
+            # leave: the gateway and this client share one process, and a stalled machine
+            # (CI: the loop woke 5-8 s late) lets the tiny model finish first. Again.
+            print(f"the answer ended before the client left: {record['status']}")
+            continue
+        assert record["status"] == "client_disconnected", (record["usage"], record["status"])
+        assert record["usage"]["completion_tokens"] > 0
+        return
+    raise AssertionError("three answers all ended before the client could leave")
+
+
+def _leave_after_one_line(gateway: GatewayServer, body: dict[str, Any]) -> tuple[dict, float]:
+    """Read one line of a streamed answer and leave; the request's one record, and when the
+    client left (unix seconds)."""
     with (
         httpx.Client(
             base_url=gateway.base_url, timeout=60, headers={"Authorization": "Bearer sk-alice"}
@@ -238,15 +257,14 @@ def test_client_disconnect_is_recorded_once(gateway: GatewayServer) -> None:
         request_id = response.headers["x-request-id"]
         for _ in response.iter_lines():
             break
-    left = time.monotonic()
+    left_at, left = time.time(), time.monotonic()
     found = _record_within(gateway, request_id, 30)
     if not found:  # say whether it is late (the disconnect went unnoticed) or lost
         late = [(r["status"], r["usage"]) for r in _record_within(gateway, request_id, 90)]
         waited = time.monotonic() - left
         assert found, f"no record 30 s after the client left; after {waited:.0f} s: {late}"
     assert len(found) == 1
-    assert found[0]["status"] == "client_disconnected"
-    assert 0 < found[0]["usage"]["completion_tokens"] < 2000
+    return found[0], left_at
 
 
 def _record_within(gateway: GatewayServer, request_id: str, seconds: float) -> list[dict[str, Any]]:

@@ -70,6 +70,8 @@ def _stream_and_kill(server: GatewayServer, engine: VllmServer) -> tuple[str, st
                 continue
             lines = response.iter_lines()
             read = [next(lines)]
+            while not read[-1].startswith("data: "):  # keep-alives while it thinks (hidden)
+                read.append(next(lines))
             engine.process.kill()
             killed = time.monotonic()
             TALLY.fault("vLLM SIGKILL mid-stream")
