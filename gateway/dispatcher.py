@@ -131,11 +131,12 @@ class Dispatcher:
                 )
         self.pump()
 
-    def engine_load(self, replica_id: str, running: int, waiting: int) -> None:
+    def engine_load(self, replica_id: str, running: int, waiting: int) -> bool:
         """The engine's own counts: shrink the in-flight limit when the engine starts queueing
-        (so order is decided here, not by its FIFO), grow it while the engine keeps up."""
+        (so order is decided here, not by its FIFO), grow it while the engine keeps up. True
+        while a probe awaits the engine's answer: the caller should read it again soon."""
         if not self._adaptive:
-            return
+            return False
         tuner = self._tuners.get(replica_id)
         if tuner is None:
             initial = self.scheduler.config.inflight_initial
@@ -148,8 +149,9 @@ class Dispatcher:
                 self.scheduler.set_inflight_limit(replica_id, limit)
             except UnknownReplica:  # read just before a reload removed it
                 self._tuners.pop(replica_id, None)
-                return
+                return False
             self.pump()
+        return tuner.probing
 
     def replica_health(self, replica_id: str, healthy: bool) -> None:
         self.scheduler.set_replica_health(replica_id, healthy, self._clock())

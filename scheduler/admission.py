@@ -66,6 +66,12 @@ class InflightTuner:
         self.limit = max(self.floor, min(self.ceiling, self.limit))
         self._backoff_s = self.patience_s
 
+    @property
+    def probing(self) -> bool:
+        """A probe raised the limit and awaits the engine's answer: read it again soon, since
+        until then a job may wait in the engine's FIFO, out of the scheduler's reach."""
+        return self._probe is not None
+
     def observe(self, running: int, waiting: int, now: float) -> int:
         """The limit after a reading of ``running`` and ``waiting`` at time ``now``.
 

@@ -19,3 +19,12 @@ def test_a_load_reading_for_a_replica_removed_meanwhile_is_dropped() -> None:
         dispatcher.engine_load("m-0", 4, waiting)
         dispatcher.engine_load("m-1", 4, waiting)  # raised UnknownReplica once the limit moved
     assert dispatcher._tuners["m-0"].limit != 4  # the readings did move a limit
+
+
+def test_a_reading_that_starts_a_probe_asks_for_another_soon() -> None:
+    scheduler = Scheduler()
+    dispatcher = Dispatcher(scheduler, clock=lambda: 0.0, adaptive=True)
+    dispatcher.add_replica("m-0", "m")
+    assert dispatcher.engine_load("m-0", 4, 0)  # full and no queue: one more, to probe
+    assert not dispatcher.engine_load("m-0", 4, 1)  # the engine queued it: answered
+    assert not Dispatcher(scheduler, clock=lambda: 0.0).engine_load("m-0", 4, 0)

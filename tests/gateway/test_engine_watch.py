@@ -60,3 +60,28 @@ def test_it_ticks_quickly_only_while_a_replica_is_read_in_process() -> None:
     assert watch._next_interval() == 0.25
     targets.clear()
     assert watch._next_interval() == 0.25  # none known yet: the first may be in-process
+
+
+async def test_an_engine_a_probe_waits_on_is_read_again_at_the_quick_interval() -> None:
+    targets = [("m", "m-0", Engine("http://up")), ("m", "m-1", Engine("http://up"))]
+    read: list[str] = []
+    probing = {"m-0"}
+
+    def on_load(replica_id: str, running: int, waiting: int) -> bool:
+        read.append(replica_id)
+        return replica_id in probing
+
+    client = httpx.AsyncClient(transport=httpx.MockTransport(transport))
+    watch = EngineWatch(lambda: targets, on_load, interval=5.0, local_interval=0.25, client=client)
+    await watch.refresh()
+    assert sorted(read) == ["m-0", "m-1"]
+    assert watch._next_interval() == 0.25  # m-0's probe waits for the engine's answer
+    read.clear()
+    probing.clear()
+    await watch.refresh(remote=False)
+    assert read == ["m-0"]  # only the probed engine, before the 5 s reading
+    assert watch._next_interval() == 5.0  # answered: back to the slow reading
+    read.clear()
+    await watch.refresh(remote=False)
+    assert read == []
+    await watch.stop()

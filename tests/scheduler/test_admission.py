@@ -50,6 +50,14 @@ def test_tuner_shrinks_to_what_a_queueing_engine_runs():
     assert tuner.observe(2, 0, 6.6) == 3
 
 
+def test_tuner_says_while_a_probe_awaits_the_engine():
+    tuner = InflightTuner(2)
+    assert not tuner.probing
+    assert tuner.observe(2, 0, 0.0) == 3 and tuner.probing
+    assert tuner.observe(2, 1, 0.1) == 2 and not tuner.probing  # refuted
+    assert tuner.observe(1, 0, 0.2) == 2 and not tuner.probing  # not full: no probe
+
+
 def test_tuner_climbs_while_the_engine_absorbs_and_recovers_a_transient():
     tuner = InflightTuner(2, ceiling=6)
     for t in range(10):
