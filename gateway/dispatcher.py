@@ -43,6 +43,8 @@ class Dispatcher:
         self._tuners: dict[str, InflightTuner] = {}
         self._waiting: dict[str, asyncio.Future[str]] = {}
         self._running: set[str] = set()
+        self._wake: asyncio.TimerHandle | None = None
+        self._wake_due = 0.0
 
     async def acquire(
         self,
@@ -88,12 +90,31 @@ class Dispatcher:
 
     def pump(self) -> None:
         """Release every job the scheduler admits now."""
-        for dispatch in self.scheduler.admit(self._clock()):
+        now = self._clock()
+        for dispatch in self.scheduler.admit(now):
             future = self._waiting.pop(dispatch.job_id, None)
             if future is None or future.done():
                 self._forget(dispatch.job_id)
                 continue
             future.set_result(dispatch.replica_id)
+        self._wake_at(self.scheduler.next_hold_expiry(now), now)
+
+    def _wake_at(self, expiry: float | None, now: float) -> None:
+        """Pump again when a held slot is given up (``SchedulerConfig.anticipation_s``)."""
+        if expiry is None or (self._wake is not None and self._wake_due <= expiry):
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # driven without a loop (tests): the next event pumps
+            return
+        if self._wake is not None:
+            self._wake.cancel()
+        self._wake_due = expiry
+        self._wake = loop.call_later(max(0.0, expiry - now) + 1e-3, self._woken)
+
+    def _woken(self) -> None:
+        self._wake = None
+        self.pump()
 
     def tokens(self, job_id: str, n: int) -> None:
         if job_id in self._running:

@@ -24,9 +24,17 @@ every miss put the tenant 9 rounds in debt and the turn went to whoever had cred
 whatever was cached (long-document QA: 1.69x VTC's throughput; with Q_u one typical job
 2.47x). The price is the bound below, which grows with Q_u.
 
-No banked credit: a tenant whose queue here is empty keeps debt but not credit (its deficit is
-capped at 0 when its queue empties and again when it returns), as in deficit round robin.
-Without the cap, a tenant refilled while others were served could leave, return, and burst.
+No banked credit: a tenant with nothing queued or running keeps debt but not credit (its
+deficit is capped at 0 when its last job ends and again when it returns), as in deficit round
+robin. Without the cap, a tenant refilled while others were served could leave, return, and
+burst. An admitted job keeps its tenant backlogged until it ends (``ended``). With the cap at
+an empty queue, a client that keeps a few requests in flight lost its credit at every batch
+boundary, for the few milliseconds between its answers and its next requests, and missed the
+refills made then (when the boundary's admissions find no one in credit), while a flood that
+always had something queued collected them (bench.peers' flood: the flood's deficit at +400
+to +950 while the light tenant sharing its replica sat at -84). The price, measured: long-
+document QA, where tenants run long jobs with nothing queued, keeps refilling them (2.28x
+VTC's throughput at seed 1 against 2.47x; bench/RESULTS.md).
 
 Accounts live in a ``fairness.Ledger``: this replica's own, or one shared by the cluster; a
 refill is sized by the tenants waiting here and given to every tenant backlogged in the
@@ -125,7 +133,12 @@ class DLPM(LocalPolicy):
         heads = {t: h for t in self._near_lead(eligible) if (h := self._queue.head(t))}
         if not heads:  # pragma: no cover - eligible tenants are backlogged
             return None
-        return self.remove(self._local_first(heads).job_id)
+        # admitted, the job keeps its tenant backlogged until it ends (``ended``)
+        return self._queue.remove(self._local_first(heads).job_id)
+
+    def ended(self, tenant: str) -> None:
+        if self.ledger.leave(tenant):
+            self._cap(tenant)
 
     def _local_first(self, heads: dict[str, tuple[JobRecord, int]]) -> JobRecord:
         """The paper's rule: the most local job goes first, measured as the prefill it needs
@@ -170,6 +183,15 @@ class DLPM(LocalPolicy):
 
     def deficit(self, tenant: str) -> float:
         return self._deficits.get(tenant, 0.0)
+
+    def standing(self, tenant: str) -> float | None:
+        return self._deficits.get(tenant, 0.0) / self.tenants.weight(tenant)
+
+    def best_standing(self, but: str) -> float | None:
+        others = [t for t in self._queue.tenants() if t != but]
+        return max(
+            (self._deficits.get(t, 0.0) / self.tenants.weight(t) for t in others), default=None
+        )
 
     def _cap(self, tenant: str) -> None:
         if self._deficits.get(tenant, 0.0) > 0:

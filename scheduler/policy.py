@@ -41,8 +41,21 @@ class LocalPolicy(ABC):
     def pop_next(self) -> JobRecord | None:
         """The job to admit now, removed from the queue; None when nothing waits."""
 
+    def ended(self, tenant: str) -> None:
+        """A job of ``tenant`` that this policy admitted has ended (finished or cancelled)."""
+        return None
+
     def charge(self, tenant: str, amount: float) -> None:
         """``tenant`` consumed ``amount`` weighted tokens of service here (negative: a refund)."""
+        return None
+
+    def standing(self, tenant: str) -> float | None:
+        """How soon ``tenant`` is served here (higher: sooner); None: the order is not by
+        tenant, so no slot is held for one."""
+        return None
+
+    def best_standing(self, but: str) -> float | None:
+        """The highest standing among the other tenants queued here; None if none."""
         return None
 
     def deficit(self, tenant: str) -> float:

@@ -24,6 +24,7 @@ class Replica:
     cached_tokens: int = 0  # of those, cached according to the engine
     outstanding: float = 0.0  # expected work (weighted tokens) of queued + running jobs
     queued_work: dict[str, float] = field(default_factory=dict)  # tenant -> expected, queued
+    holds: list[tuple[str, float]] = field(default_factory=list)  # (tenant, until)
 
     def load(self) -> int:
         return len(self.queue) + len(self.inflight)

@@ -43,7 +43,7 @@ class SimConfig:
     bucket_s: float = 5.0  # resolution of the service series and the service gap
 
 
-_ARRIVAL, _STEP_END = 0, 1
+_ARRIVAL, _STEP_END, _WAKE = 0, 1, 2
 
 
 class Simulation:
@@ -82,6 +82,7 @@ class Simulation:
         self._outputs: dict[str, Step] = {}
         self._events: list[tuple[float, int, int, str]] = []
         self._order = 0
+        self._wakes: set[float] = set()
         self._outstanding: dict[str, int] = defaultdict(int)
         self._idle_since: dict[str, float] = {t: 0.0 for t in self.tenants}
 
@@ -94,9 +95,9 @@ class Simulation:
             now, _, kind, key = heapq.heappop(self._events)
             if kind == _ARRIVAL:
                 self._arrive(self._by_id[key], now)
-            else:
+            elif kind == _STEP_END:
                 self._step_end(key, now)
-            self._pump(now)
+            self._pump(now)  # _WAKE: a held slot was given up
         for tenant, since in self._idle_since.items():
             self.tenants[tenant].idle.append((since, max(now, self.window)))
         engines = self.engines.values()
@@ -147,6 +148,10 @@ class Simulation:
             self.engines[dispatch.replica_id].submit(
                 request.request_id, request.prompt, request.output, (MODEL, "")
             )
+        expiry = self.scheduler.next_hold_expiry(now)
+        if expiry is not None and expiry not in self._wakes:
+            self._wakes.add(expiry)
+            self._push(expiry, _WAKE, "")
         for replica_id, engine in self.engines.items():
             if not engine.busy and engine.has_work():
                 step = engine.step()

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -84,14 +83,6 @@ def _driver(output: dict[str, int], slots: int, length: int, scope: str = "clust
     return Driver(sched, pinned, output, length, depth=slots + 2)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="open (2026-12-02): with the flood on both replicas and jobs about twice a light "
-    "tenant's (e.g. outputs (39, 20, 39), 4 slots, length 2), the flood's lead over that light "
-    "tenant grows linearly: 22 of 1,728 boundary inputs failed at 7148f5b, 10 after b5e201e. A "
-    "cluster refill lifting a tenant 2 Q_u past the best-credited one fixes them but loosens the "
-    "credit bound; not kept. Derandomized, so CI does not pass or fail by the luck of the draw",
-)
 @settings(max_examples=60, deadline=None, database=None, derandomize=True)
 @given(
     outputs=st.tuples(st.integers(1, 40), st.integers(1, 40), st.integers(1, 40)),

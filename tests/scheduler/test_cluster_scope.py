@@ -35,6 +35,7 @@ def test_no_tenant_ever_holds_more_than_two_quanta_of_credit(ops, weights):
             router="round_robin",
             fairness_scope="cluster",
             quantum=QUANTUM,
+            quantum_jobs=0,  # Q_u is QUANTUM, not a typical job when that is more
             inflight_initial=1,
             max_queued_per_tenant=1000,
         )

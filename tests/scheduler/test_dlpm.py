@@ -143,7 +143,8 @@ def test_refill_gives_enough_rounds_at_once_and_stops_at_the_first_positive():
     assert dlpm.pop_next().tenant == "b"
     assert dlpm.refills == 5
     assert dlpm.deficit("a") == -45.0
-    # b's queue emptied with credit 5: capped at 0, as in deficit round robin
+    assert dlpm.deficit("b") == 5.0  # admitted, its job keeps b backlogged
+    dlpm.ended("b")  # b's last job ended with credit 5: capped at 0, as in deficit round robin
     assert dlpm.deficit("b") == 0.0
 
 
@@ -153,7 +154,9 @@ def test_an_idle_tenant_banks_no_credit():
     dlpm.push(_record(2, "b", (2,)))
     dlpm.charge("b", 5000.0)
     assert dlpm.pop_next().tenant == "a"  # refill: a +1000, b still in debt
-    assert dlpm.deficit("a") == 0.0  # a's queue is empty: its unused credit is gone
+    assert dlpm.deficit("a") == 1000.0  # a's job runs: a is still backlogged
+    dlpm.ended("a")
+    assert dlpm.deficit("a") == 0.0  # a has nothing queued or running: its credit is gone
     dlpm.charge("a", -300.0)  # a refund while idle (engine cached more than predicted)
     assert dlpm.deficit("a") == 0.0
     dlpm.push(_record(3, "a", (3,)))
@@ -169,6 +172,7 @@ def test_idle_tenant_returning_alternates_instead_of_bursting():
             inflight_initial=1,
             inflight_ceiling=max(64, 1),
             max_queued_per_tenant=1000,
+            anticipation_s=0.0,  # time stands still here: a held slot would never be given up
         )
     )
     sched.add_replica("r", "m")
