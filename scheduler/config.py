@@ -74,8 +74,9 @@ Defaults and where they come from:
   request a few milliseconds after an answer ends (measured through the gateway: 2-11 ms on
   2 cores); without the hold a work-conserving queue gives the slot to whoever is queued at
   that instant, and when a batch ends together the light tenants keep only the slots they
-  had (bench.peers' flood: light2 0.75 of an equal share; with the hold, and DLPM keeping a
-  tenant backlogged while its admitted jobs run, 0.95; either alone 0.72-0.75). A hold that
+  had (bench.peers' flood: light2 0.79 of an equal share; with the hold, and DLPM keeping a
+  tenant backlogged while its admitted jobs run, 0.96; either alone 0.72-0.75 in the quick
+  flood). Only policies that order tenants hold (DLPM; not FCFS, LPM or VTC). A hold that
   the tenant does not use costs one slot this long. 0 turns it off.
 - ``cache_tokens_per_replica`` = 100,000: the prefix index's LRU budget. vLLM-CPU with
   ``--kv-cache-memory-bytes 256M`` holds a few tens of thousands of tokens of SmolLM2-135M; a
