@@ -14,6 +14,7 @@ same calls give the same decisions.
 from __future__ import annotations
 
 from fairgate.scheduler.admission import RetryAfter
+from fairgate.scheduler.anticipation import Anticipation
 from fairgate.scheduler.charging import Charging, billable_hit
 from fairgate.scheduler.config import Policy, RouterKind, SchedulerConfig
 from fairgate.scheduler.d2lpm import D2LPM
@@ -51,6 +52,7 @@ class Scheduler:
         self._failed: list[str] = []
         self._retry = RetryAfter()
         self._cluster_ledger = Ledger()
+        self._anticipation = Anticipation(self.config.anticipation_s)
         self._charging = Charging(self.config, self._tenants, self._router, self._replicas)
         self._seq = 0
         self._routed = 0
@@ -81,7 +83,7 @@ class Scheduler:
         queued = self._queued_on(replica)
         for record in queued:  # through the policy, so shared fairness accounts stay right
             replica.queue.remove(record.job_id)
-        _expire_holds(replica, float("inf"))
+        replica.holds.clear()
         for tenant in replica.inflight.values():
             replica.queue.ended(tenant)
         del self._replicas[replica_id]
@@ -132,10 +134,10 @@ class Scheduler:
         local queue, in replica order."""
         started: list[Dispatch] = []
         for replica in self._replicas.values():
-            _expire_holds(replica, now if replica.healthy else float("inf"))
+            self._anticipation.expire(replica, now)
             if not replica.healthy:
                 continue
-            while len(replica.inflight) + _held(replica) < replica.inflight_limit:
+            while len(replica.inflight) + self._anticipation.held(replica) < replica.inflight_limit:
                 record = replica.queue.pop_next()
                 if record is None:
                     break
@@ -183,17 +185,13 @@ class Scheduler:
         )
         replica = self._replicas.get(record.replica_id)
         self._release(record)
-        hold = self.config.anticipation_s
-        if replica is not None and replica.healthy and hold > 0:
-            _hold(replica, record.tenant, now + hold)
+        if replica is not None:
+            self._anticipation.ended(replica, record.tenant, now)
 
     def next_hold_expiry(self, now: float) -> float | None:
         """When the earliest slot held at ``now`` is given up (``anticipation_s``), if any:
         ``admit`` should run again then."""
-        return min(
-            (until for r in self._replicas.values() for _, until in r.holds if until > now),
-            default=None,
-        )
+        return self._anticipation.next_expiry(list(self._replicas.values()), now)
 
     def cancel(self, job_id: str, now: float) -> None:
         """Drop a queued or running job (a running one frees its slot; its service so far
@@ -285,10 +283,7 @@ class Scheduler:
         replica.outstanding += record.load
         replica.add_queued(record.tenant, record.load)
         replica.queue.push(record)
-        for i, (tenant, _) in enumerate(replica.holds):
-            if tenant == record.tenant:
-                del replica.holds[i]
-                break
+        self._anticipation.arrived(replica, record.tenant)
 
     def _unqueue(self, record: JobRecord) -> None:
         replica = self._replicas.get(record.replica_id)
@@ -360,36 +355,6 @@ class Scheduler:
             replica.outstanding = max(0.0, replica.outstanding - record.load)
         self._tenants.account(record.tenant).inflight -= 1
         del self._jobs[record.job_id]
-
-
-def _hold(replica: Replica, tenant: str, until: float) -> None:
-    if replica.queue.standing(tenant) is not None:  # the policy orders tenants
-        replica.holds.append((tenant, until))
-
-
-def _expire_holds(replica: Replica, now: float) -> None:
-    if replica.holds:
-        replica.holds[:] = [(t, until) for t, until in replica.holds if until > now]
-
-
-def _held(replica: Replica) -> int:
-    """Slots kept for tenants whose job just ended here, for ``anticipation_s``, when that
-    tenant would be served before every other tenant queued here (anticipatory scheduling,
-    Iyer and Druschel, SOSP'01). A client with several requests in flight sends the next one
-    a few milliseconds after an answer ends; the slot that answer freed went at once to
-    whoever was queued. When an engine's batch ends together, a light tenant's follow-ups
-    found its slots taken and it ran at most the half it already had (bench.peers' flood:
-    light2 at 0.79 of an equal share; held 30 ms, ``config.anticipation_s``, with DLPM's
-    credit kept while admitted jobs run, ``DLPM.ended``, 0.96)."""
-    n = 0
-    for tenant, _ in replica.holds:
-        mine = replica.queue.standing(tenant)
-        if mine is None:
-            return 0
-        best = replica.queue.best_standing(tenant)
-        if best is not None and mine > best:
-            n += 1
-    return n
 
 
 def _make_router(config: SchedulerConfig, tenants: TenantBook) -> Router:

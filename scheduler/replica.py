@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from fairgate.scheduler.job import Job
+
+if TYPE_CHECKING:
+    from fairgate.scheduler.anticipation import Hold
 from fairgate.scheduler.policy import LocalPolicy
 from fairgate.scheduler.radix import RadixTree
 
@@ -24,7 +28,7 @@ class Replica:
     cached_tokens: int = 0  # of those, cached according to the engine
     outstanding: float = 0.0  # expected work (weighted tokens) of queued + running jobs
     queued_work: dict[str, float] = field(default_factory=dict)  # tenant -> expected, queued
-    holds: list[tuple[str, float]] = field(default_factory=list)  # (tenant, until)
+    holds: list[Hold] = field(default_factory=list)  # anticipation's watches
 
     def load(self) -> int:
         return len(self.queue) + len(self.inflight)

@@ -3,7 +3,10 @@ next job, since a closed-loop client sends one a few milliseconds after each ans
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 from fairgate.scheduler import Job, Scheduler, SchedulerConfig
+from fairgate.scheduler.anticipation import Anticipation
 
 HOLD = 0.03
 
@@ -100,3 +103,34 @@ def test_a_running_job_keeps_its_tenant_backlogged_until_it_ends() -> None:
     assert light.queued == 0 and light.deficit > 0
     run(sched, "l1", 0.1, tokens=0)
     assert sched.stats().tenants["light"].deficit <= 0
+
+
+class Standings:
+    """A policy's view as Anticipation reads it: light stands ahead of the queued flood."""
+
+    def standing(self, tenant: str) -> float:
+        return {"light": 10.0, "flood": -10.0}[tenant]
+
+    def best_standing(self, but: str) -> float:
+        return -10.0
+
+
+def test_a_tenant_whose_next_job_does_not_come_in_time_stops_reserving() -> None:
+    """Holds cost a slot when the client thinks before its next request: after a few watches
+    that expire, its slots go on at once; watches its jobs meet bring the holds back."""
+    anticipation = Anticipation(HOLD)
+    replica = SimpleNamespace(holds=[], healthy=True, queue=Standings())
+    now = 0.0
+    reserved = []
+    for _ in range(5):  # the next job comes 1 s later, long after the watch
+        anticipation.ended(replica, "light", now)
+        reserved.append(anticipation.held(replica))
+        anticipation.expire(replica, now + HOLD)
+        now += 1.0
+    assert reserved == [1, 1, 1, 1, 0]
+    for _ in range(3):  # it starts coming back within a few milliseconds
+        anticipation.ended(replica, "light", now)
+        anticipation.arrived(replica, "light")
+        now += 1.0
+    anticipation.ended(replica, "light", now)
+    assert anticipation.held(replica) == 1
