@@ -72,6 +72,7 @@ class Scheduler:
         self._replicas[replica_id] = Replica(
             replica_id, model, tree, self._make_policy(tree), self.config.inflight_initial
         )
+        self._cluster_ledger.shared = len(self._replicas) > 1
         self._rescue(model)
 
     def remove_replica(self, replica_id: str, now: float) -> list[str]:
@@ -87,6 +88,7 @@ class Scheduler:
         for tenant in replica.inflight.values():
             replica.queue.ended(tenant)
         del self._replicas[replica_id]
+        self._cluster_ledger.shared = len(self._replicas) > 1
         self._router.forget(replica_id)
         for record in queued:
             self._reroute(record, stay=None)

@@ -36,6 +36,12 @@ to +950 while the light tenant sharing its replica sat at -84). The price, measu
 document QA, where tenants run long jobs with nothing queued, keeps refilling them (2.28x
 VTC's throughput at seed 1 against 2.47x; bench/RESULTS.md).
 
+Locality has a bound where the ledger is shared (``_overdue``): a head passed over for a more
+local job while its tenant had as much credit goes first once the work admitted past it
+reaches its own miss's prefill. Other replicas' refills can keep the tenants cached here in
+credit, and a tenant sent here from the replica that holds its prefix waited with its credit
+unspent (through the gateway, a light tenant's jobs for 6.5 s in about one run in 15).
+
 Accounts live in a ``fairness.Ledger``: this replica's own, or one shared by the cluster; a
 refill is sized by the tenants waiting here and given to every tenant backlogged in the
 ledger's scope, but raises no deficit more than Q_u * weight past the best credited tenant
@@ -83,6 +89,7 @@ class DLPM(LocalPolicy):
         self.prompt_weight = prompt_weight
         self._queue = PrefixQueue(tree)
         self._deficits = ledger.deficits
+        self._passed: dict[str, float] = {}  # tenant -> work admitted here past its head
         self.refills = 0
 
     @property
@@ -133,14 +140,62 @@ class DLPM(LocalPolicy):
         heads = {t: h for t in self._near_lead(eligible) if (h := self._queue.head(t))}
         if not heads:  # pragma: no cover - eligible tenants are backlogged
             return None
+        need = self._need(heads)
+        chosen = self._overdue(heads, need) or self._local_first(heads, need)
+        self._pass_over(chosen, heads, need)
         # admitted, the job keeps its tenant backlogged until it ends (``ended``)
-        return self._queue.remove(self._local_first(heads).job_id)
+        return self._queue.remove(chosen.job_id)
 
     def ended(self, tenant: str) -> None:
         if self.ledger.leave(tenant):
             self._cap(tenant)
 
-    def _local_first(self, heads: dict[str, tuple[JobRecord, int]]) -> JobRecord:
+    def _need(self, heads: dict[str, tuple[JobRecord, int]]) -> dict[str, float]:
+        """Each head's prefill here: its uncached prompt * w_p."""
+        return {
+            t: (len(record.job.prompt) - match) * self.prompt_weight
+            for t, (record, match) in heads.items()
+        }
+
+    def _overdue(
+        self, heads: dict[str, tuple[JobRecord, int]], need: dict[str, float]
+    ) -> JobRecord | None:
+        """The head passed over for locality longest, once the work admitted past it (while
+        it had as much credit as the job admitted) reaches its own miss's prefill and
+        another replica has refilled the ledger meanwhile.
+
+        Within one replica's rounds locality is bounded: the tenants cached here run out of
+        credit and the next refill is made here, which starts the count over. In cluster
+        scope the other replicas' refills can keep them in credit, and a tenant whose prefix
+        is cached elsewhere waited behind them with its credit unspent (through the gateway,
+        in about one run in 15: a light tenant's jobs sent to the other replica waited 6.5 s,
+        20 jobs' time). Past a miss's worth of others' work, waiting saves no prefill."""
+        if not self.ledger.shared:
+            return None
+        due = [t for t in heads if self._passed.get(t, 0.0) >= max(need[t], 1.0)]
+        if not due:
+            return None
+        return heads[max(due, key=lambda t: (self._passed[t], -heads[t][0].seq))][0]
+
+    def _pass_over(
+        self, chosen: JobRecord, heads: dict[str, tuple[JobRecord, int]], need: dict[str, float]
+    ) -> None:
+        """Count the work admitted past each head that needs more prefill than ``chosen``, if
+        its tenant has as much credit; a tenant admitted, out of credit or gone starts over."""
+        weight = self.tenants.weight
+        mine = self._deficits.get(chosen.tenant, 0.0) / weight(chosen.tenant)
+        passed = {}
+        for t in heads:
+            if t == chosen.tenant or need[t] <= need[chosen.tenant]:
+                continue
+            passed[t] = self._passed.get(t, 0.0)
+            if self._deficits.get(t, 0.0) / weight(t) >= mine:
+                passed[t] += chosen.expected_work
+        self._passed = passed
+
+    def _local_first(
+        self, heads: dict[str, tuple[JobRecord, int]], need: dict[str, float]
+    ) -> JobRecord:
         """The paper's rule: the most local job goes first, measured as the prefill it needs
         (uncached prompt * w_p), with differences up to ``tolerance`` typical jobs counted
         as none; among those the most credit (per unit of weight), then the earliest.
@@ -150,10 +205,6 @@ class DLPM(LocalPolicy):
         whole quantum while a light tenant with more credit waited (measured through the
         gateway: the lights at 0.2 of an equal share); where one job is cached and the other
         needs a whole document, locality decides."""
-        need = {
-            t: (len(record.job.prompt) - match) * self.prompt_weight
-            for t, (record, match) in heads.items()
-        }
         near = min(need.values()) + self.tolerance * self.tenants.typical_job()
         weight = self.tenants.weight
         tenant = max(

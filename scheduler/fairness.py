@@ -20,6 +20,7 @@ class Ledger:
         self.counters: dict[str, float] = {}
         self.deficits: dict[str, float] = {}
         self._queued: dict[str, int] = {}  # backlogged tenants, in the order they became so
+        self.shared = False  # drawn on by more than one replica (cluster scope)
 
     def enter(self, tenant: str) -> bool:
         """One more queued job of ``tenant``; True when it was not backlogged before."""
