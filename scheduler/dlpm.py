@@ -239,10 +239,8 @@ class DLPM(LocalPolicy):
         return self._deficits.get(tenant, 0.0) / self.tenants.weight(tenant)
 
     def best_standing(self, but: str) -> float | None:
-        others = [t for t in self._queue.tenants() if t != but]
-        return max(
-            (self._deficits.get(t, 0.0) / self.tenants.weight(t) for t in others), default=None
-        )
+        others = (self.standing(t) for t in self._queue.tenants() if t != but)
+        return max((s for s in others if s is not None), default=None)
 
     def _cap(self, tenant: str) -> None:
         if self._deficits.get(tenant, 0.0) > 0:

@@ -97,7 +97,9 @@ class Simulation:
                 self._arrive(self._by_id[key], now)
             elif kind == _STEP_END:
                 self._step_end(key, now)
-            self._pump(now)  # _WAKE: a held slot was given up
+            else:  # _WAKE: a held slot was given up
+                self._wakes.discard(now)
+            self._pump(now)
         for tenant, since in self._idle_since.items():
             self.tenants[tenant].idle.append((since, max(now, self.window)))
         engines = self.engines.values()
