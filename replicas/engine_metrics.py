@@ -144,7 +144,8 @@ def _wanted_lines(text: str, wanted: set[str]) -> str:
     a sample or a comment."""
     kept = []
     for line in text.splitlines():
-        if not line.strip() or line.lstrip().startswith("#"):
+        bare = line.lstrip()
+        if not bare or bare[0] == "#":
             continue
         name = _NAME.match(line)
         if name is None:
