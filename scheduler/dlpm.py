@@ -40,7 +40,7 @@ Locality has a bound where the ledger is shared (``_overdue``): a head passed ov
 local job while its tenant had as much credit goes first once the work admitted past it
 reaches its own miss's prefill. Other replicas' refills can keep the tenants cached here in
 credit, and a tenant sent here from the replica that holds its prefix waited with its credit
-unspent (through the gateway, a light tenant's jobs for 6.5 s in about one run in 15).
+unspent (through the gateway, a light tenant's jobs for 6.5 s in 2 runs of 34).
 
 Accounts live in a ``fairness.Ledger``: this replica's own, or one shared by the cluster; a
 refill is sized by the tenants waiting here and given to every tenant backlogged in the
@@ -161,15 +161,16 @@ class DLPM(LocalPolicy):
         self, heads: dict[str, tuple[JobRecord, int]], need: dict[str, float]
     ) -> JobRecord | None:
         """The head passed over for locality longest, once the work admitted past it (while
-        it had as much credit as the job admitted) reaches its own miss's prefill and
-        another replica has refilled the ledger meanwhile.
+        it had as much credit as the job admitted) reaches its own miss's prefill; only
+        where the ledger is shared by more than one replica.
 
-        Within one replica's rounds locality is bounded: the tenants cached here run out of
-        credit and the next refill is made here, which starts the count over. In cluster
-        scope the other replicas' refills can keep them in credit, and a tenant whose prefix
-        is cached elsewhere waited behind them with its credit unspent (through the gateway,
-        in about one run in 15: a light tenant's jobs sent to the other replica waited 6.5 s,
-        20 jobs' time). Past a miss's worth of others' work, waiting saves no prefill."""
+        Within one replica locality is bounded by its rounds: the tenants cached here run
+        out of credit and the next refill is made here. In cluster scope the other
+        replicas' refills can keep them in credit, and a tenant whose prefix is cached
+        elsewhere waited behind them with its credit unspent (through the gateway, in 2 runs
+        of 34: a light tenant's jobs sent to the other replica waited 6.5 s, 20 jobs' time).
+        Past a miss's worth of others' work, waiting saves no prefill; in one replica the
+        same rule cost long-document QA 30% more reloads (bench/RESULTS.md)."""
         if not self.ledger.shared:
             return None
         due = [t for t in heads if self._passed.get(t, 0.0) >= max(need[t], 1.0)]
