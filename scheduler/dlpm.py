@@ -141,8 +141,11 @@ class DLPM(LocalPolicy):
         if not heads:  # pragma: no cover - eligible tenants are backlogged
             return None
         need = self._need(heads)
-        chosen = self._overdue(heads, need) or self._local_first(heads, need)
-        self._pass_over(chosen, heads, need)
+        if not self.ledger.shared:
+            chosen = self._local_first(heads, need)
+        else:
+            chosen = self._overdue(heads, need) or self._local_first(heads, need)
+            self._pass_over(chosen, heads, need)
         # admitted, the job keeps its tenant backlogged until it ends (``ended``)
         return self._queue.remove(chosen.job_id)
 
@@ -161,7 +164,7 @@ class DLPM(LocalPolicy):
         self, heads: dict[str, tuple[JobRecord, int]], need: dict[str, float]
     ) -> JobRecord | None:
         """The head passed over for locality longest, once the work admitted past it (while
-        it had as much credit as the job admitted) reaches its own miss's prefill; only
+        it had as much credit as the job admitted) reaches its own miss's prefill; asked only
         where the ledger is shared by more than one replica.
 
         Within one replica locality is bounded by its rounds: the tenants cached here run
@@ -171,8 +174,6 @@ class DLPM(LocalPolicy):
         of 34: a light tenant's jobs sent to the other replica waited 6.5 s, 20 jobs' time).
         Past a miss's worth of others' work, waiting saves no prefill; in one replica the
         same rule cost long-document QA 30% more reloads (bench/RESULTS.md)."""
-        if not self.ledger.shared:
-            return None
         due = [t for t in heads if self._passed.get(t, 0.0) >= max(need[t], 1.0)]
         if not due:
             return None
